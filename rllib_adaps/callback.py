@@ -1,0 +1,310 @@
+"""``IdentityPretrainingCallback``: pre-train identities, cluster, install masks or groups.
+
+Timeline of a run (env steps sampled, lifetime):
+1. ``0 .. delay + pretrain``: all agents act and learn with the one shared module.
+2. At ``delay + pretrain``: every EnvRunner samples ``identity_env_steps`` with the current
+   policy; the transitions (agent index, obs, action, next obs, reward) come back to the
+   driver, the VAE is trained and the agents are clustered (``rllib_adaps.identity``).
+3. The result is installed everywhere (every Learner, local/remote/evaluation EnvRunner):
+   AdaPS: each agent's cluster mask in the shared module; SePS: one module per cluster
+   (initialised from the shared one), the new agent -> module mapping, and the shared module
+   removed. EnvRunners that are recreated after a failure get it again.
+4. Optionally, re-clustering every ``recluster_every_env_steps`` (AdaPS: new masks).
+
+Results go to the normal RLlib result dict under ``"identity_pretraining"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+from ray.rllib.callbacks.callbacks import RLlibCallback
+from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
+from sklearn.metrics import adjusted_rand_score
+
+from rllib_adaps.identity import RECONSTRUCT_TARGETS, IdentityResult, fit_identities
+from rllib_adaps.mapping import AgentModuleMapping
+from rllib_adaps.masks import check_threshold, cluster_masks
+
+logger = logging.getLogger("rllib_adaps")
+
+SHARED_MODULE_ID = "shared"
+RESULT_KEY = "identity_pretraining"
+PRETRAINING_METHODS = ("adaps", "seps")
+
+
+@dataclasses.dataclass
+class PretrainingOptions:
+    """Identity pre-training settings (SePS reference defaults where they exist)."""
+
+    pretrain_env_steps: int = 20_000  # shared acting and learning before identities are fit
+    identity_env_steps: int = 1_000  # env steps sampled for the VAE's transitions
+    delay_env_steps: int = 0  # extra shared training before pre-training begins
+    num_clusters: Optional[int] = None  # None: Davies-Bouldin over K = 2..N-1
+    z_dim: int = 10
+    kl_weight: float = 1e-4
+    vae_epochs: int = 10
+    vae_batch_size: int = 128
+    vae_min_updates: int = 2_000  # at least this many VAE gradient steps (small collections)
+    vae_lr: float = 3e-4
+    reconstruct: Sequence[str] = RECONSTRUCT_TARGETS
+    recluster_every_env_steps: Optional[int] = None  # None: cluster once
+    mask_threshold: float = 0.2  # AdaPS lambda
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, options: Dict[str, Any]) -> "PretrainingOptions":
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise ValueError(f"Unknown pre-training option(s) {unknown}; valid options: {names}.")
+        return cls(**options)
+
+    def validate(self, num_agents: int) -> "PretrainingOptions":
+        for name in ("pretrain_env_steps", "identity_env_steps", "vae_epochs", "vae_batch_size", "vae_min_updates", "z_dim"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.delay_env_steps < 0:
+            raise ValueError(f"delay_env_steps must be >= 0, got {self.delay_env_steps}.")
+        if self.num_clusters is not None and not 1 <= self.num_clusters <= num_agents:
+            raise ValueError(
+                f"num_clusters (K) must be in [1, {num_agents}] (the number of agents), got {self.num_clusters}."
+            )
+        if self.num_clusters is None and num_agents < 3:
+            raise ValueError(f"With {num_agents} agents K cannot be chosen automatically (K in 2..N-1); set num_clusters.")
+        if self.kl_weight < 0 or self.vae_lr <= 0:
+            raise ValueError(f"kl_weight must be >= 0 and vae_lr > 0, got {self.kl_weight}, {self.vae_lr}.")
+        if self.recluster_every_env_steps is not None and self.recluster_every_env_steps < 1:
+            raise ValueError(f"recluster_every_env_steps must be >= 1 or None, got {self.recluster_every_env_steps}.")
+        bad = set(self.reconstruct) - set(RECONSTRUCT_TARGETS)
+        if not self.reconstruct or bad:
+            raise ValueError(f"reconstruct must be a non-empty subset of {RECONSTRUCT_TARGETS}, got {self.reconstruct}.")
+        check_threshold(self.mask_threshold)
+        return self
+
+
+# --------------------------------------------------------------------- on the EnvRunners
+def collect_transitions(env_runner, *, num_env_steps: int, agent_ids: Sequence[str]) -> Dict[str, np.ndarray]:
+    """Samples ``num_env_steps`` on one EnvRunner; returns per-agent transitions as arrays.
+
+    Observations have passed the env-to-module connector: the last column (agent index) is
+    dropped so that the VAE's decoder cannot read the agent's identity from its input.
+    """
+    index = {agent: i for i, agent in enumerate(agent_ids)}
+    parts: List[tuple] = []
+    for episode in env_runner.sample(num_timesteps=num_env_steps, explore=True):
+        for agent, sa_episode in episode.agent_episodes.items():
+            actions = np.asarray(sa_episode.get_actions())
+            steps = len(actions)
+            if steps == 0:
+                continue
+            obs = np.asarray(sa_episode.get_observations(), dtype=np.float32)
+            rewards = np.asarray(sa_episode.get_rewards(), dtype=np.float32)
+            parts.append((np.full(steps, index[agent]), obs[:steps, :-1], actions, obs[1 : steps + 1, :-1], rewards))
+    names = ("agent_index", "obs", "actions", "next_obs", "rewards")
+    return {name: np.concatenate([p[i] for p in parts]) for i, name in enumerate(names)}
+
+
+def _true_agent_types(env_runner) -> Optional[Dict[str, int]]:
+    env = getattr(env_runner, "env", None)
+    if env is None or not hasattr(env, "envs"):
+        return None
+    return getattr(env.envs[0].unwrapped, "true_agent_types", None)
+
+
+# --------------------------------------------------------------------- everywhere
+def foreach_learner(algorithm, fn) -> list:
+    """``fn(learner)`` on every Learner; plain results (local and remote Learners alike)."""
+    results = algorithm.learner_group.foreach_learner(fn)
+    if isinstance(results, list):
+        return results
+    return [call.get() for call in results]
+
+
+def for_every_module(algorithm, module_id: str, fn) -> None:
+    """Calls ``fn(module)`` on ``module_id`` on every Learner and every EnvRunner."""
+
+    def on_learner(learner):
+        fn(learner.module[module_id].unwrapped())
+
+    def on_runner(env_runner):
+        if env_runner.module is not None and module_id in env_runner.module:
+            fn(env_runner.module[module_id])
+
+    foreach_learner(algorithm, on_learner)
+    for group in (algorithm.env_runner_group, getattr(algorithm, "eval_env_runner_group", None)):
+        if group is not None:
+            group.foreach_env_runner(on_runner, local_env_runner=True)
+
+
+class IdentityPretrainingCallback(RLlibCallback):
+    """Runs identity pre-training once the shared phase is over and installs its result.
+
+    Use ``configure_sharing(config, "adaps" | "seps", ...)``, or by hand::
+
+        config.callbacks(IdentityPretrainingCallback.configured(
+            method="adaps", agent_ids=[...], pretrain_env_steps=20_000))
+    """
+
+    def __init__(
+        self,
+        method: str = "adaps",
+        agent_ids: Optional[Sequence[str]] = None,
+        module_id: str = SHARED_MODULE_ID,
+        **options: Any,
+    ):
+        super().__init__()
+        if method not in PRETRAINING_METHODS:
+            raise ValueError(f"IdentityPretrainingCallback method must be one of {PRETRAINING_METHODS}, got {method!r}.")
+        self.method = method
+        self.agent_ids = list(agent_ids) if agent_ids else None
+        self.module_id = module_id
+        self.options = PretrainingOptions.from_dict(options)
+        self.result: Optional[IdentityResult] = None
+        self.summary: Dict[str, Any] = {"done": False}
+        self._fit_at_env_step: Optional[int] = None
+
+    @classmethod
+    def configured(cls, **kwargs: Any):
+        """A callable for ``config.callbacks(...)`` that builds this callback with ``kwargs``."""
+        PretrainingOptions.from_dict({k: v for k, v in kwargs.items() if k not in ("method", "agent_ids", "module_id")})
+        return functools.partial(cls, **kwargs)
+
+    # ------------------------------------------------------------ RLlib hooks
+    def on_algorithm_init(self, *, algorithm, metrics_logger=None, **kwargs) -> None:
+        if self.agent_ids is None:
+            self.agent_ids = list(algorithm.get_module(self.module_id).agent_ids)
+        self.options.validate(len(self.agent_ids))
+
+    def on_train_result(self, *, algorithm, metrics_logger=None, result: dict, **kwargs) -> None:
+        env_steps = int(result.get(ENV_RUNNER_RESULTS, {}).get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0))
+        if self._is_due(env_steps):
+            self.pretrain_and_install(algorithm, env_steps)
+        result[RESULT_KEY] = dict(self.summary)
+
+    def on_env_runners_recreated(self, *, algorithm, env_runner_group, env_runner_indices, is_evaluation, **kwargs) -> None:
+        # A recreated EnvRunner is built from the config: give it the installed masks again.
+        if self.method == "adaps" and self.result is not None:
+            rows = self._mask_rows
+            env_runner_group.foreach_env_runner(
+                lambda er: er.module[self.module_id].set_agent_masks(*rows),
+                remote_worker_ids=env_runner_indices,
+                local_env_runner=False,
+            )
+
+    # ------------------------------------------------------------ the work
+    def _is_due(self, env_steps: int) -> bool:
+        start = self.options.delay_env_steps + self.options.pretrain_env_steps
+        if self._fit_at_env_step is None:
+            return env_steps >= start
+        every = self.options.recluster_every_env_steps
+        return self.method == "adaps" and every is not None and env_steps - self._fit_at_env_step >= every
+
+    def pretrain_and_install(self, algorithm, env_steps: int) -> IdentityResult:
+        """Collects transitions, fits identities and clusters, installs the result everywhere."""
+        opts = self.options
+        logger.info("identity pre-training: collecting %d env steps per EnvRunner", opts.identity_env_steps)
+        start = time.perf_counter()
+        data = self._collect(algorithm)
+        collect_seconds = time.perf_counter() - start
+        num_actions = int(algorithm.get_module(self.module_id).action_space.n)
+        logger.info("identity pre-training: fitting the VAE on %d transitions", len(data["agent_index"]))
+        result = fit_identities(
+            data["agent_index"], data["obs"], data["actions"], data["next_obs"], data["rewards"],
+            num_agents=len(self.agent_ids), num_actions=num_actions, num_clusters=opts.num_clusters,
+            z_dim=opts.z_dim, kl_weight=opts.kl_weight, epochs=opts.vae_epochs,
+            batch_size=opts.vae_batch_size, min_updates=opts.vae_min_updates, lr=opts.vae_lr, reconstruct=opts.reconstruct, seed=opts.seed,
+        )
+        start = time.perf_counter()
+        if self.method == "adaps":
+            self._install_masks(algorithm, result)
+        else:
+            self._install_groups(algorithm, result)
+        install_seconds = time.perf_counter() - start
+        self.result = result
+        self._fit_at_env_step = env_steps
+        self.summary = self._summarise(algorithm, result, len(data["agent_index"]), collect_seconds, install_seconds, env_steps)
+        logger.info(
+            "identity pre-training done: K=%d, cluster sizes %s (collect %.1fs, fit %.1fs)",
+            result.num_clusters, result.cluster_sizes(), collect_seconds, result.fit_seconds,
+        )
+        return result
+
+    def _collect(self, algorithm) -> Dict[str, np.ndarray]:
+        group = algorithm.env_runner_group
+        remote = group.num_remote_env_runners() if hasattr(group, "num_remote_env_runners") else group.num_remote_workers()
+        per_runner = int(np.ceil(self.options.identity_env_steps / max(remote, 1)))
+        parts = group.foreach_env_runner(
+            functools.partial(collect_transitions, num_env_steps=per_runner, agent_ids=self.agent_ids),
+            local_env_runner=remote == 0,
+        )
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+    def _install_masks(self, algorithm, result: IdentityResult) -> None:
+        module = algorithm.get_module(self.module_id)
+        layers = cluster_masks(result.centres, module.hidden_sizes, self.options.mask_threshold, self.options.seed)
+        cluster_rows = np.concatenate(layers, axis=1)  # [K, sum(hiddens)]
+        agent_rows = cluster_rows[result.labels]
+        self._mask_rows = (agent_rows, agent_rows, result.labels)
+        rows = self._mask_rows
+        for_every_module(algorithm, self.module_id, lambda m: m.set_agent_masks(*rows))
+
+    def _install_groups(self, algorithm, result: IdentityResult) -> None:
+        shared_id = self.module_id
+        spec = algorithm.config.rl_module_spec.rl_module_specs[shared_id]
+        shared_state = foreach_learner(algorithm, lambda learner: learner.module[shared_id].unwrapped().get_state())[0]
+        group_ids = [f"group_{k}" for k in range(result.num_clusters)]
+        mapping = AgentModuleMapping({a: group_ids[k] for a, k in zip(self.agent_ids, result.labels)})
+        for group_id in group_ids:
+            algorithm.add_module(group_id, dataclasses.replace(spec), new_agent_to_module_mapping_fn=mapping)
+        labels = result.labels
+
+        def init_group(module):
+            module.set_state(shared_state)
+            module.agent_groups.copy_(module.agent_groups.new_tensor(labels))
+
+        for group_id in group_ids:
+            for_every_module(algorithm, group_id, init_group)
+        algorithm.remove_module(
+            shared_id, new_agent_to_module_mapping_fn=mapping, new_should_module_be_updated=group_ids
+        )
+        # Episodes under way keep the mapping they started with: restart them.
+        for group in (algorithm.env_runner_group, getattr(algorithm, "eval_env_runner_group", None)):
+            if group is not None:
+                group.foreach_env_runner(_force_reset, local_env_runner=True)
+
+    def _summarise(self, algorithm, result, num_transitions, collect_seconds, install_seconds, env_steps) -> dict:
+        summary = {
+            "done": True,
+            "env_steps_at_fit": env_steps,
+            "num_transitions": num_transitions,
+            "num_clusters": result.num_clusters,
+            "cluster_sizes": result.cluster_sizes(),
+            "labels": result.labels.tolist(),
+            "vae_loss": result.vae_loss,
+            "davies_bouldin": {str(k): v for k, v in result.davies_bouldin.items()},
+            "collect_seconds": collect_seconds,
+            "fit_seconds": result.fit_seconds,
+            "install_seconds": install_seconds,
+        }
+        types = self._true_types(algorithm)
+        if types is not None:
+            truth = [types[a] for a in self.agent_ids]
+            summary["adjusted_rand_index"] = float(adjusted_rand_score(truth, result.labels))
+        return summary
+
+    def _true_types(self, algorithm) -> Optional[Dict[str, int]]:
+        """Ground-truth types, if the env has them: evaluation only, never used to train."""
+        for types in algorithm.env_runner_group.foreach_env_runner(_true_agent_types, local_env_runner=True):
+            if types:
+                return types
+        return None
+
+
+def _force_reset(env_runner) -> None:
+    env_runner._needs_initial_reset = True

@@ -1,0 +1,81 @@
+"""Env-to-module connector that pads observations and appends the agent's index.
+
+Every sharing method routes samples through modules that need to know which agent a sample
+belongs to (mask row, one-hot id, allowed actions), also on the Learner. The connector writes
+the processed observation back into the episode, so the index travels with the sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Sequence
+
+import gymnasium as gym
+import numpy as np
+from ray.rllib.connectors.env_to_module.observation_preprocessor import (
+    MultiAgentObservationPreprocessor,
+)
+
+
+def padded_index_space(spaces: Sequence[gym.spaces.Box], obs_dim: int, num_agents: int) -> gym.spaces.Box:
+    """One Box covering every agent's padded observation plus the index column."""
+    lows = [np.concatenate([s.low.ravel(), np.zeros(obs_dim - s.shape[0])]) for s in spaces]
+    highs = [np.concatenate([s.high.ravel(), np.zeros(obs_dim - s.shape[0])]) for s in spaces]
+    low = np.concatenate([np.min(lows, axis=0), [0.0]]).astype(np.float32)
+    high = np.concatenate([np.max(highs, axis=0), [num_agents - 1]]).astype(np.float32)
+    return gym.spaces.Box(low, high, dtype=np.float32)
+
+
+class AgentIndexObservations(MultiAgentObservationPreprocessor):
+    """Pads each agent's flat observation to ``obs_dim`` and appends its index (float)."""
+
+    def __init__(
+        self,
+        input_observation_space: Optional[gym.Space] = None,
+        input_action_space: Optional[gym.Space] = None,
+        *,
+        agent_ids: Sequence[str],
+        obs_dim: int,
+        **kwargs,
+    ):
+        self.agent_ids = list(agent_ids)
+        self.obs_dim = int(obs_dim)
+        # Per agent: zeros for the padding, then the index. One concatenate per agent-step.
+        self._suffix = {
+            agent: np.concatenate([np.zeros(0, np.float32), [float(i)]]).astype(np.float32)
+            for i, agent in enumerate(self.agent_ids)
+        }
+        super().__init__(input_observation_space, input_action_space, **kwargs)
+
+    def recompute_output_observation_space(self, input_observation_space, input_action_space):
+        if not isinstance(input_observation_space, gym.spaces.Dict):
+            return input_observation_space
+        spaces = {}
+        for agent, space in input_observation_space.spaces.items():
+            if agent not in self._suffix:
+                raise ValueError(f"Agent {agent!r} is not among the agents this run was set up for: {self.agent_ids}.")
+            pad = self.obs_dim - int(np.prod(space.shape))
+            if len(space.shape) != 1 or pad < 0:
+                raise ValueError(
+                    f"Agent {agent!r} has observation space {space}; a flat Box of at most {self.obs_dim} dims is needed."
+                )
+            self._suffix[agent] = np.concatenate([np.zeros(pad), [float(self.agent_ids.index(agent))]]).astype(np.float32)
+            spaces[agent] = padded_index_space([space], self.obs_dim, len(self.agent_ids))
+        return gym.spaces.Dict(spaces)
+
+    def preprocess(self, observations: Dict[str, Any], episode) -> Dict[str, np.ndarray]:
+        suffix = self._suffix
+        return {
+            agent: np.concatenate((obs, suffix[agent]), dtype=np.float32, casting="unsafe")
+            for agent, obs in observations.items()
+        }
+
+
+class AgentIndexConnector:
+    """Picklable factory for ``config.env_runners(env_to_module_connector=...)``."""
+
+    def __init__(self, agent_ids: Sequence[str], obs_dim: int):
+        self.agent_ids = list(agent_ids)
+        self.obs_dim = int(obs_dim)
+
+    def __call__(self, env=None, spaces=None, device=None) -> AgentIndexObservations:
+        return AgentIndexObservations(agent_ids=self.agent_ids, obs_dim=self.obs_dim)

@@ -1,0 +1,240 @@
+"""``configure_sharing``: one call that turns a multi-agent AlgorithmConfig into a run of a method.
+
+| method    | modules                          | agents told apart by                      |
+|-----------|----------------------------------|-------------------------------------------|
+| ``nops``    | one ``AdaPSModule`` per agent      | separate networks                         |
+| ``fups``    | one shared module                | not at all                                |
+| ``fups_id`` | one shared module                | one-hot agent index appended to the input |
+| ``snp``     | one shared module                | fixed random pruning mask per agent       |
+| ``adaps``   | one shared module                | cluster masks after identity pre-training |
+| ``seps``    | one shared module, then K groups | one module per cluster after pre-training |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any, Dict, List, Optional, Sequence
+
+import gymnasium as gym
+import numpy as np
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+from ray.rllib.callbacks.callbacks import RLlibCallback
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.env.env_context import EnvContext
+from ray.rllib.utils import force_list
+from ray.tune.registry import ENV_CREATOR, _global_registry
+
+from rllib_adaps.callback import (
+    SHARED_MODULE_ID,
+    IdentityPretrainingCallback,
+    PretrainingOptions,
+)
+from rllib_adaps.connectors import AgentIndexConnector, padded_index_space
+from rllib_adaps.mapping import AgentModuleMapping
+from rllib_adaps.masks import check_threshold
+from rllib_adaps.module import MASKABLE_NETWORKS, AdaPSModule
+
+METHODS = ("nops", "fups", "fups_id", "seps", "snp", "adaps")
+
+#: The papers' network and optimiser settings (MLP 64x64 for actor and critic).
+PAPER_MODEL_CONFIG = {"fcnet_hiddens": [64, 64], "fcnet_activation": "relu", "vf_share_layers": False}
+
+
+@dataclasses.dataclass
+class EnvAgents:
+    """The agents of an env as read once on the driver; their order defines agent indices."""
+
+    agent_ids: List[str]
+    observation_spaces: Dict[str, gym.Space]
+    action_spaces: Dict[str, gym.Space]
+
+    @property
+    def obs_dim(self) -> int:
+        return max(int(np.prod(s.shape)) for s in self.observation_spaces.values())
+
+    @property
+    def action_sizes(self) -> List[int]:
+        return [int(self.action_spaces[a].n) for a in self.agent_ids]
+
+
+def describe_env(config: AlgorithmConfig) -> EnvAgents:
+    """Builds the config's env once on the driver and reads its agents and spaces."""
+    env_spec = config.env
+    if env_spec is None:
+        raise ValueError("configure_sharing needs an env: call config.environment(...) first.")
+    if isinstance(env_spec, str):
+        if not _global_registry.contains(ENV_CREATOR, env_spec):
+            raise ValueError(
+                f"Unknown env '{env_spec}': register it with ray.tune.register_env() (this package "
+                "registers 'lbf', 'crware' and 'bps' on import)."
+            )
+        env = _global_registry.get(ENV_CREATOR, env_spec)(EnvContext(config.env_config, worker_index=0))
+    else:
+        env = env_spec(EnvContext(config.env_config, worker_index=0))
+    try:
+        agent_ids = list(getattr(env, "possible_agents", None) or [])
+        if not agent_ids:
+            raise ValueError(f"The env {env_spec!r} lists no possible_agents; a multi-agent env is needed.")
+        obs = {a: env.get_observation_space(a) for a in agent_ids}
+        act = {a: env.get_action_space(a) for a in agent_ids}
+    finally:
+        env.close()
+    return EnvAgents(agent_ids, obs, act)
+
+
+def _check_spaces(info: EnvAgents, pad_observations: bool) -> None:
+    for agent in info.agent_ids:
+        obs, act = info.observation_spaces[agent], info.action_spaces[agent]
+        if not isinstance(obs, gym.spaces.Box) or len(obs.shape) != 1:
+            raise ValueError(f"Agent {agent!r} has observation space {obs}; parameter sharing here needs flat Box observations.")
+        if not isinstance(act, gym.spaces.Discrete):
+            raise ValueError(
+                f"Agent {agent!r} has action space {act}; only Discrete action spaces are supported "
+                "(continuous actions cannot share one masked Categorical head)."
+            )
+    dims = {int(info.observation_spaces[a].shape[0]) for a in info.agent_ids}
+    if len(dims) > 1 and not pad_observations:
+        raise ValueError(
+            f"Agents have observation sizes {sorted(dims)}; sharing a network needs pad_observations=True "
+            "(zero-padding to the largest size)."
+        )
+
+
+def module_spec(info: EnvAgents, model_config: Dict[str, Any]) -> RLModuleSpec:
+    """The ``AdaPSModule`` spec for agents ``info`` with ``model_config``."""
+    spaces = [info.observation_spaces[a] for a in info.agent_ids]
+    return RLModuleSpec(
+        module_class=AdaPSModule,
+        observation_space=padded_index_space(spaces, info.obs_dim, len(info.agent_ids)),
+        action_space=gym.spaces.Discrete(max(info.action_sizes)),
+        model_config=model_config,
+    )
+
+
+def configure_sharing(
+    config: AlgorithmConfig,
+    method: str,
+    *,
+    mask_threshold: float = 0.2,
+    masked_networks: Sequence[str] = MASKABLE_NETWORKS,
+    pruning_rate: float = 0.5,
+    mask_seed: int = 0,
+    pad_observations: bool = True,
+    **pretraining: Any,
+) -> AlgorithmConfig:
+    """Returns a copy of ``config`` set up to train its multi-agent env with ``method``.
+
+    Args:
+        config: an AlgorithmConfig (PPO, APPO, IMPALA) whose env is multi-agent.
+        method: one of ``METHODS``.
+        mask_threshold: AdaPS lambda in (0, 1).
+        masked_networks: which of actor/critic AdaPS and SNP-PS mask.
+        pruning_rate: SNP-PS share of neurons pruned per layer, in [0, 1).
+        mask_seed: seed of the AdaPS mapping network and of the SNP-PS masks.
+        pad_observations: zero-pad observations of different sizes to the largest.
+        **pretraining: ``PretrainingOptions`` for ``adaps`` and ``seps`` (``num_clusters``,
+            ``pretrain_env_steps``, ``identity_env_steps``, ``z_dim``, ...).
+    """
+    if method not in METHODS:
+        close = difflib.get_close_matches(str(method), METHODS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"Unknown sharing method {method!r}.{hint} Choose one of {list(METHODS)}.")
+    check_threshold(mask_threshold)
+    if set(masked_networks) - set(MASKABLE_NETWORKS) or not masked_networks:
+        raise ValueError(f"masked_networks must be a non-empty subset of {MASKABLE_NETWORKS}, got {list(masked_networks)}.")
+    if not 0.0 <= pruning_rate < 1.0:
+        raise ValueError(f"pruning_rate must be in [0, 1), got {pruning_rate}.")
+    uses_pretraining = method in ("adaps", "seps")
+    if pretraining and not uses_pretraining:
+        raise ValueError(f"Options {sorted(pretraining)} apply to identity pre-training, which '{method}' does not use.")
+    options = PretrainingOptions.from_dict({"mask_threshold": mask_threshold, "seed": mask_seed, **pretraining})
+
+    config = config.copy(copy_frozen=False)
+    info = describe_env(config)
+    _check_spaces(info, pad_observations)
+    if uses_pretraining:
+        options.validate(len(info.agent_ids))
+
+    model_config = {
+        **PAPER_MODEL_CONFIG,
+        **{k: v for k, v in config.model_config.items() if k in ("fcnet_hiddens", "fcnet_activation", "vf_share_layers")},
+        "agent_ids": list(info.agent_ids),
+        "action_sizes": info.action_sizes,
+        "agent_id_input": method == "fups_id",
+        "masking": {"snp": "random", "adaps": "cluster"}.get(method, "none"),
+        "masked_networks": list(masked_networks),
+        "mask_threshold": mask_threshold,
+        "pruning_rate": pruning_rate,
+        "mask_seed": mask_seed,
+    }
+    spec = module_spec(info, model_config)
+    if method == "nops":
+        agent_to_module = {a: a for a in info.agent_ids}
+    else:
+        agent_to_module = {a: SHARED_MODULE_ID for a in info.agent_ids}
+    specs = {mid: dataclasses.replace(spec) for mid in sorted(set(agent_to_module.values()))}
+
+    config.multi_agent(policies=set(specs), policy_mapping_fn=AgentModuleMapping(agent_to_module), policies_to_train=None)
+    config.rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs))
+    config.env_runners(env_to_module_connector=_with_user_connector(config, AgentIndexConnector(info.agent_ids, info.obs_dim)))
+    if uses_pretraining:
+        callback = IdentityPretrainingCallback.configured(
+            method=method, agent_ids=info.agent_ids, **dataclasses.asdict(options)
+        )
+        existing = [c for c in force_list(config.callbacks_class) if c is not RLlibCallback]
+        config.callbacks(callbacks_class=[*existing, callback] if existing else callback)
+    return config
+
+
+class _ChainedConnectors:
+    """The user's env-to-module connector(s) first, then the agent-index connector."""
+
+    def __init__(self, user_factory, ours: AgentIndexConnector):
+        self.user_factory, self.ours = user_factory, ours
+
+    def __call__(self, env=None, spaces=None, device=None):
+        try:
+            user = self.user_factory(env, spaces, device)
+        except TypeError:
+            user = self.user_factory(env)
+        return [*force_list(user), self.ours()]
+
+
+def _with_user_connector(config: AlgorithmConfig, ours: AgentIndexConnector):
+    user = getattr(config, "_env_to_module_connector", None)
+    if user is None or isinstance(user, (AgentIndexConnector, _ChainedConnectors)):
+        return ours
+    return _ChainedConnectors(user, ours)
+
+
+def a2c_settings(
+    config: AlgorithmConfig,
+    *,
+    lr: float = 3e-4,
+    entropy_coeff: float = 0.01,
+    vf_loss_coeff: float = 0.5,
+    gamma: float = 0.99,
+) -> AlgorithmConfig:
+    """PPO settings that take the papers' A2C gradient: one epoch, one minibatch, no KL term.
+
+    On the first (only) pass the probability ratio is exactly 1, so the clipped surrogate's
+    gradient is the policy gradient ``-A * grad log pi``; GAE with lambda 1 gives n-step
+    returns over each rollout; the value loss is ``vf_loss_coeff * (V - target)^2`` unclipped.
+    RLlib standardises advantages per batch, which plain A2C does not.
+    """
+    batch = config.train_batch_size_per_learner
+    return config.copy(copy_frozen=False).training(
+        lr=lr,
+        gamma=gamma,
+        lambda_=1.0,
+        entropy_coeff=entropy_coeff,
+        vf_loss_coeff=vf_loss_coeff,
+        num_epochs=1,
+        minibatch_size=batch,
+        use_kl_loss=False,
+        kl_coeff=0.0,
+        vf_clip_param=float("inf"),
+        grad_clip=None,
+    )
