@@ -1,0 +1,61 @@
+"""PPO with one epoch over one minibatch and no KL term takes the A2C gradient."""
+
+import torch
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.core.columns import Columns
+from ray.rllib.evaluation.postprocessing import Postprocessing
+
+import rllib_adaps  # noqa: F401  (registers the envs)
+from rllib_adaps import a2c_settings, configure_sharing
+
+
+def test_ppo_single_pass_loss_has_the_a2c_gradient():
+    config = PPOConfig().environment("bps", env_config={"agents_per_type": [1, 1, 1]}).training(train_batch_size_per_learner=64)
+    config = a2c_settings(configure_sharing(config, "adaps"))
+    assert config.num_epochs == 1 and config.minibatch_size == 64 and not config.use_kl_loss
+    spec = config.rl_module_spec.rl_module_specs["shared"]
+    learner = config.build_learner(spaces={"shared": (spec.observation_space, spec.action_space)})
+    module = learner.module["shared"].unwrapped()
+
+    gen = torch.Generator().manual_seed(0)
+    obs = torch.randn(64, 10, generator=gen)
+    obs = torch.cat([obs, torch.randint(0, 3, (64, 1), generator=gen).float()], dim=1)
+    with torch.no_grad():
+        logits = module.forward_exploration({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+        dist = module.get_exploration_action_dist_cls().from_logits(logits)
+        actions = dist.sample()
+        logp = dist.logp(actions)
+    advantages = torch.randn(64, generator=gen)
+    targets = torch.randn(64, generator=gen)
+    batch = {
+        Columns.OBS: obs,
+        Columns.ACTIONS: actions,
+        Columns.ACTION_LOGP: logp,
+        Columns.ACTION_DIST_INPUTS: logits,
+        Postprocessing.ADVANTAGES: advantages,
+        Postprocessing.VALUE_TARGETS: targets,
+    }
+
+    module.zero_grad()
+    fwd_out = module.forward_train(batch)
+    ppo_loss = learner.compute_loss_for_module(module_id="shared", config=config, batch=batch, fwd_out=fwd_out)
+    ppo_loss.backward()
+    ppo_grads = [p.grad.clone() for p in module.parameters()]
+
+    module.zero_grad()
+    train_dist = module.get_train_action_dist_cls().from_logits(module.forward_train(batch)[Columns.ACTION_DIST_INPUTS])
+    values = module.compute_values(batch)
+    a2c_loss = (
+        -(advantages * train_dist.logp(actions)).mean()
+        + 0.5 * (values - targets).pow(2).mean()
+        - 0.01 * train_dist.entropy().mean()
+    )
+    a2c_loss.backward()
+    a2c_grads = [p.grad.clone() for p in module.parameters()]
+
+    assert len(ppo_grads) == len(a2c_grads) > 0
+    for g_ppo, g_a2c in zip(ppo_grads, a2c_grads):
+        torch.testing.assert_close(g_ppo, g_a2c, rtol=1e-5, atol=1e-6)
+    assert any(float(g.abs().sum()) > 0 for g in ppo_grads)
+    # Ratio exactly 1: the PPO loss is the A2C loss plus the constant mean(A * logp_old).
+    torch.testing.assert_close(ppo_loss, a2c_loss + (advantages * logp).mean() - advantages.mean())
