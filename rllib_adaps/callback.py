@@ -51,7 +51,7 @@ class PretrainingOptions:
     vae_epochs: int = 10
     vae_batch_size: int = 128
     vae_min_updates: int = 2_000  # at least this many VAE gradient steps (small collections)
-    vae_lr: float = 3e-4
+    vae_lr: float = 1e-3  # SePS: 3e-4 with ~200k env steps; see identity.train_identity_vae
     reconstruct: Sequence[str] = RECONSTRUCT_TARGETS
     recluster_every_env_steps: Optional[int] = None  # None: cluster once
     mask_threshold: float = 0.2  # AdaPS lambda

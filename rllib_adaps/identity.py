@@ -80,8 +80,8 @@ def train_identity_vae(
     kl_weight: float = 1e-4,
     epochs: int = 10,
     batch_size: int = 128,
-    min_updates: int = 0,
-    lr: float = 3e-4,
+    min_updates: int = 2_000,
+    lr: float = 1e-3,
     reconstruct: Sequence[str] = RECONSTRUCT_TARGETS,
     seed: int = 0,
 ) -> tuple[np.ndarray, float]:
@@ -90,20 +90,30 @@ def train_identity_vae(
     Runs ``epochs`` epochs, or more if that is needed to take ``min_updates`` gradient steps
     (a small collection otherwise leaves the encoder at its initialisation).
 
-    Inputs and targets are standardised per dimension so that observation features of large
-    scale do not drown the reward, which is often the only thing that tells types apart.
+    Inputs and targets are standardised per dimension, the decoder predicts the change of the
+    observation (``next_obs - obs``, equivalent information, easier to fit), and the squared
+    errors are summed with the next observation counting as one quantity beside the reward
+    (each of its dims weighs ``1/obs_dim``): otherwise many observation dims drown the reward,
+    which is often the only thing that tells types apart (measured on BPS v2, 30 agents,
+    50k random-policy transitions: adjusted Rand index 0.80 unweighted, see the tests).
+    The default learning rate is 1e-3, not the SePS reference's 3e-4: the reference trains on
+    ~200k env steps, and on 50k transitions 3e-4 left BPS v2 at ARI 0.70 and v4 at 0.52,
+    while 1e-3 reached 1.0 on v1, v2, v4 and v6 with K chosen automatically.
     """
     agent_index = np.asarray(agent_index, dtype=np.int64)
     n = len(agent_index)
     obs = np.asarray(obs, dtype=np.float32).reshape(n, -1)
     next_obs = np.asarray(next_obs, dtype=np.float32).reshape(n, -1)
     rewards = np.asarray(rewards, dtype=np.float32).reshape(n, 1)
-    targets = []
+    targets, weights = [], []
     if "next_obs" in reconstruct:
-        targets.append(next_obs)
+        targets.append(next_obs - obs)
+        weights.append(np.full(next_obs.shape[1], 1.0 / next_obs.shape[1]))
     if "reward" in reconstruct:
         targets.append(rewards)
+        weights.append(np.ones(1))
     target = torch.as_tensor(_standardise(np.concatenate(targets, axis=1)), dtype=torch.float32)
+    weight = torch.as_tensor(np.concatenate(weights), dtype=torch.float32)
     inputs = torch.cat(
         [
             torch.as_tensor(_standardise(obs), dtype=torch.float32),
@@ -129,7 +139,7 @@ def train_identity_vae(
                 mean, log_var = vae.encode(agents[idx])
                 z = mean + torch.randn(mean.shape, generator=generator) * torch.exp(0.5 * log_var)
                 prediction = vae.decoder(torch.cat([z, inputs[idx]], dim=1))
-                reconstruction = (prediction - target[idx]).pow(2).sum(dim=1).mean()
+                reconstruction = ((prediction - target[idx]).pow(2) * weight).sum(dim=1).mean()
                 kl = -0.5 * (1 + log_var - mean.pow(2) - log_var.exp()).sum(dim=1).mean()
                 loss = reconstruction + kl_weight * kl
                 optimizer.zero_grad()
@@ -150,8 +160,11 @@ def cluster_identities(
 ) -> tuple[np.ndarray, np.ndarray, int, dict[int, float]]:
     """k-means (k-means++, 10 restarts) on identity vectors.
 
-    With ``num_clusters=None``, K is chosen by the lowest Davies-Bouldin index over
-    ``K = 2 .. N-1``. Returns labels, centres, K and the Davies-Bouldin scores.
+    With ``num_clusters=None``, K is the one with the lowest Davies-Bouldin index over
+    ``K = 2 .. N-1`` among clusterings that leave no agent alone in a cluster: a one-agent
+    cluster has zero scatter, so the index otherwise keeps falling as agents are split off
+    and picks K near N-1 whenever agents of one type are not exactly equal. Only if no K
+    qualifies is the plain minimum taken. Returns labels, centres, K and the scores of all K.
     """
     identities = np.asarray(identities, dtype=np.float64)
     n = len(identities)
@@ -162,15 +175,16 @@ def cluster_identities(
                 f"Choosing K automatically needs at least 3 agents (K in 2..N-1), got N={n}; "
                 "set num_clusters explicitly."
             )
-        best = None
+        no_singletons = []
         for k in range(2, n):
             labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(identities)
             if len(np.unique(labels)) < 2:
                 continue
             scores[k] = float(davies_bouldin_score(identities, labels))
-            if best is None or scores[k] < scores[best]:
-                best = k
-        num_clusters = best if best is not None else 1
+            if np.bincount(labels).min() >= 2:
+                no_singletons.append(k)
+        candidates = no_singletons or list(scores)
+        num_clusters = min(candidates, key=scores.get) if candidates else 1
     if not 1 <= num_clusters <= n:
         raise ValueError(f"num_clusters must be in [1, {n}] (number of agents), got {num_clusters}.")
     kmeans = KMeans(n_clusters=num_clusters, n_init=10, random_state=seed).fit(identities)
@@ -201,8 +215,8 @@ def fit_identities(
     kl_weight: float = 1e-4,
     epochs: int = 10,
     batch_size: int = 128,
-    min_updates: int = 0,
-    lr: float = 3e-4,
+    min_updates: int = 2_000,
+    lr: float = 1e-3,
     reconstruct: Sequence[str] = RECONSTRUCT_TARGETS,
     seed: int = 0,
 ) -> IdentityResult:
@@ -213,7 +227,8 @@ def fit_identities(
         obs, next_obs: ``[T, obs_dim]`` observations before and after the step.
         actions: ``[T]`` discrete actions (0..num_actions-1).
         rewards: ``[T]`` rewards.
-        num_clusters: fixed K, or None to choose K by Davies-Bouldin over 2..N-1.
+        num_clusters: fixed K, or None to choose K by Davies-Bouldin over 2..N-1
+            (see ``cluster_identities``).
         min_updates: train for more than ``epochs`` if needed to take this many steps.
         reconstruct: which of ``("next_obs", "reward")`` the decoder reconstructs.
     """

@@ -80,3 +80,26 @@ def test_bad_input_is_rejected():
         cluster_identities(np.zeros((3, 2)), num_clusters=4)
     with pytest.raises(ValueError, match="at least 3 agents"):
         cluster_identities(np.zeros((2, 2)), num_clusters=None)
+
+
+@pytest.mark.parametrize("preset, true_k", [("v2", 3), ("v6", 5)])
+def test_real_bps_types_recovered_from_random_policy_transitions(preset, true_k):
+    """Types differ only in reward (v2) or also in observation layout (v6); K chosen by Davies-Bouldin."""
+    from rllib_adaps.envs import make_parallel_env
+
+    env = make_parallel_env("bps", {"preset": preset})
+    agents = env.possible_agents
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    rows = []
+    while len(rows) * len(agents) < 30_000:
+        actions = {a: int(rng.integers(5)) for a in agents}
+        nxt, rew, _, trunc, _ = env.step(actions)
+        rows.append([np.arange(len(agents)), np.stack([obs[a] for a in agents]), np.array([actions[a] for a in agents]),
+                     np.stack([nxt[a] for a in agents]), np.array([rew[a] for a in agents])])
+        obs = env.reset()[0] if any(trunc.values()) else nxt
+    data = [np.concatenate([r[i] for r in rows]) for i in range(5)]
+    result = fit_identities(*data, num_agents=len(agents), num_actions=5)
+    truth = [env.true_agent_types[a] for a in agents]
+    assert result.num_clusters == true_k
+    assert adjusted_rand_score(truth, result.labels) == 1.0
