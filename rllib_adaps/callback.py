@@ -27,11 +27,18 @@ from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
 from sklearn.metrics import adjusted_rand_score
 
+from rllib_adaps.artifacts import write_cluster_artifacts
 from rllib_adaps.identity import RECONSTRUCT_TARGETS, IdentityResult, fit_identities
 from rllib_adaps.mapping import AgentModuleMapping
 from rllib_adaps.masks import check_threshold, cluster_masks
 
 logger = logging.getLogger("rllib_adaps")
+if not logger.handlers:  # progress of pre-training must show from inside Tune's trial actors
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("[rllib-adaps] %(message)s"))
+    logger.addHandler(_handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 SHARED_MODULE_ID = "shared"
 RESULT_KEY = "identity_pretraining"
@@ -168,6 +175,8 @@ class IdentityPretrainingCallback(RLlibCallback):
         self.result: Optional[IdentityResult] = None
         self.summary: Dict[str, Any] = {"done": False}
         self._fit_at_env_step: Optional[int] = None
+        self._truth: Optional[Dict[str, int]] = None
+        self._mask_rows: Optional[tuple] = None
 
     @classmethod
     def configured(cls, **kwargs: Any):
@@ -180,6 +189,40 @@ class IdentityPretrainingCallback(RLlibCallback):
         if self.agent_ids is None:
             self.agent_ids = list(algorithm.get_module(self.module_id).agent_ids)
         self.options.validate(len(self.agent_ids))
+        self._adopt_installed(algorithm)
+
+    def on_checkpoint_loaded(self, *, algorithm, **kwargs) -> None:
+        # This callback's own state is not checkpointed; the modules' buffers are.
+        self._adopt_installed(algorithm)
+
+    def _adopt_installed(self, algorithm) -> None:
+        """Marks pre-training done if the modules already carry its result (restored run)."""
+        modules = foreach_learner(algorithm, lambda learner: {
+            mid: learner.module[mid].unwrapped().agent_groups.cpu().numpy() for mid in learner.module.keys()
+            if hasattr(learner.module[mid].unwrapped(), "agent_groups")
+        })[0]
+        if self.method == "adaps":
+            groups = modules.get(self.module_id)
+            if groups is None or (groups < 0).any():
+                return
+            module = algorithm.get_module(self.module_id)
+            self._mask_rows = (module.actor_masks.cpu().numpy(), module.critic_masks.cpu().numpy(), groups)
+        else:
+            group_ids = sorted(m for m in modules if m.startswith("group_"))
+            if self.module_id in modules or not group_ids:
+                return
+            groups = modules[group_ids[0]]
+        env_steps = 0
+        if getattr(algorithm, "metrics", None) is not None:
+            env_steps = int(algorithm.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0))
+        self._fit_at_env_step = env_steps
+        self.summary = {
+            "done": True,
+            "restored": True,
+            "num_clusters": int(groups.max()) + 1,
+            "cluster_sizes": np.bincount(groups).tolist(),
+            "labels": groups.tolist(),
+        }
 
     def on_train_result(self, *, algorithm, metrics_logger=None, result: dict, **kwargs) -> None:
         env_steps = int(result.get(ENV_RUNNER_RESULTS, {}).get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0))
@@ -189,7 +232,7 @@ class IdentityPretrainingCallback(RLlibCallback):
 
     def on_env_runners_recreated(self, *, algorithm, env_runner_group, env_runner_indices, is_evaluation, **kwargs) -> None:
         # A recreated EnvRunner is built from the config: give it the installed masks again.
-        if self.method == "adaps" and self.result is not None:
+        if self.method == "adaps" and self._mask_rows is not None:
             rows = self._mask_rows
             env_runner_group.foreach_env_runner(
                 lambda er: er.module[self.module_id].set_agent_masks(*rows),
@@ -208,12 +251,15 @@ class IdentityPretrainingCallback(RLlibCallback):
     def pretrain_and_install(self, algorithm, env_steps: int) -> IdentityResult:
         """Collects transitions, fits identities and clusters, installs the result everywhere."""
         opts = self.options
-        logger.info("identity pre-training: collecting %d env steps per EnvRunner", opts.identity_env_steps)
+        logger.info("identity pre-training at %d env steps: collecting %d env steps of transitions", env_steps, opts.identity_env_steps)
         start = time.perf_counter()
         data = self._collect(algorithm)
         collect_seconds = time.perf_counter() - start
         num_actions = int(algorithm.get_module(self.module_id).action_space.n)
-        logger.info("identity pre-training: fitting the VAE on %d transitions", len(data["agent_index"]))
+        logger.info(
+            "identity pre-training: collected %d transitions in %.1fs; fitting the VAE and clustering",
+            len(data["agent_index"]), collect_seconds,
+        )
         result = fit_identities(
             data["agent_index"], data["obs"], data["actions"], data["next_obs"], data["rewards"],
             num_agents=len(self.agent_ids), num_actions=num_actions, num_clusters=opts.num_clusters,
@@ -230,10 +276,21 @@ class IdentityPretrainingCallback(RLlibCallback):
         self._fit_at_env_step = env_steps
         self.summary = self._summarise(algorithm, result, len(data["agent_index"]), collect_seconds, install_seconds, env_steps)
         logger.info(
-            "identity pre-training done: K=%d, cluster sizes %s (collect %.1fs, fit %.1fs)",
-            result.num_clusters, result.cluster_sizes(), collect_seconds, result.fit_seconds,
+            "identity pre-training done: K=%d, cluster sizes %s, ARI vs true types %s (VAE + k-means %.1fs, install %.2fs)",
+            result.num_clusters, result.cluster_sizes(), self.summary.get("adjusted_rand_index", "n/a"),
+            result.fit_seconds, install_seconds,
         )
+        self._write_artifacts(algorithm, result)
         return result
+
+    def _write_artifacts(self, algorithm, result: IdentityResult) -> None:
+        directory = getattr(algorithm, "logdir", None)
+        if not directory:
+            return
+        paths = write_cluster_artifacts(
+            directory, self.agent_ids, result.identities, result.labels, self.summary, self._truth
+        )
+        logger.info("identity pre-training: wrote %s and %s", *paths)
 
     def _collect(self, algorithm) -> Dict[str, np.ndarray]:
         group = algorithm.env_runner_group
@@ -292,7 +349,7 @@ class IdentityPretrainingCallback(RLlibCallback):
             "fit_seconds": result.fit_seconds,
             "install_seconds": install_seconds,
         }
-        types = self._true_types(algorithm)
+        types = self._truth = self._true_types(algorithm)
         if types is not None:
             truth = [types[a] for a in self.agent_ids]
             summary["adjusted_rand_index"] = float(adjusted_rand_score(truth, result.labels))

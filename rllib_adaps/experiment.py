@@ -1,0 +1,180 @@
+"""Classic RLlib tuned-example files (YAML, JSON, Python) turned into an AlgorithmConfig.
+
+File format (YAML shown; JSON is the same structure)::
+
+    adaps-lbf:                      # experiment name
+      run: PPO                      # any RLlib algorithm: PPO, APPO, IMPALA, ...
+      env: lbf                      # registered env name (lbf, crware, bps, or your own)
+      stop: {num_env_steps_sampled_lifetime: 200000}
+      sharing:                      # this package's place in the file
+        method: adaps               # nops | fups | fups_id | seps | snp | adaps
+        num_clusters: null          # any configure_sharing / PretrainingOptions option
+      config:                       # AlgorithmConfig keys (as in config.to_dict())
+        env_config: {levels: [1, 1, 2, 2]}
+        lr: 0.0003
+        model_config: {fcnet_hiddens: [64, 64]}
+      checkpoint_config: {checkpoint_frequency: 10, checkpoint_at_end: true}
+
+A Python file defines ``config`` (an AlgorithmConfig whose env is set) and optionally
+``stop``, ``sharing`` and ``name``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import runpy
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import yaml
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+from ray.rllib.algorithms.registry import ALGORITHMS
+
+from rllib_adaps.sharing import METHODS, configure_sharing
+
+EXPERIMENT_KEYS = ("run", "env", "stop", "config", "sharing", "checkpoint_config", "num_samples", "storage_path")
+CHECKPOINT_KEYS = ("checkpoint_frequency", "checkpoint_at_end", "num_to_keep")
+
+
+class ExperimentError(ValueError):
+    """A user error in an experiment file: the message says what to change."""
+
+
+@dataclasses.dataclass
+class Experiment:
+    name: str
+    algo: str
+    config: AlgorithmConfig
+    stop: Dict[str, Any]
+    sharing: Dict[str, Any]
+    checkpoint_config: Dict[str, Any]
+    num_samples: int = 1
+    storage_path: Optional[str] = None
+
+
+def _closest(word: str, options) -> str:
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def load_file(path: str | Path) -> Dict[str, Any] | AlgorithmConfig:
+    """Reads a YAML/JSON experiment dict, or runs a Python file and returns its namespace."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExperimentError(f"Experiment file not found: {path}")
+    suffix = path.suffix.lower()
+    text = path.read_text()
+    if suffix in (".yaml", ".yml"):
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or str(err)
+            raise ExperimentError(f"YAML syntax error in {path}{where}: {problem}") from None
+    elif suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ExperimentError(f"JSON syntax error in {path} at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    elif suffix == ".py":
+        namespace = runpy.run_path(str(path))
+        if not isinstance(namespace.get("config"), AlgorithmConfig):
+            raise ExperimentError(f"{path} must define `config`, an AlgorithmConfig (e.g. PPOConfig().environment(...)).")
+        return namespace
+    else:
+        raise ExperimentError(f"Unsupported experiment file type '{suffix}': use .yaml, .yml, .json or .py.")
+    if not isinstance(data, dict) or len(data) != 1 or not isinstance(next(iter(data.values())), dict):
+        raise ExperimentError(f"{path} must hold exactly one experiment: {{name: {{run: ..., env: ..., config: ...}}}}.")
+    return data
+
+
+def algorithm_config(algo: str) -> AlgorithmConfig:
+    """The default AlgorithmConfig of an RLlib algorithm by name (case-insensitive)."""
+    by_upper = {name.upper(): name for name in ALGORITHMS}
+    if str(algo).upper() not in by_upper:
+        raise ExperimentError(f"Unknown algorithm '{algo}'.{_closest(algo, ALGORITHMS)} Known: {sorted(ALGORITHMS)}.")
+    return ALGORITHMS[by_upper[str(algo).upper()]]()[1]
+
+
+def apply_config_dict(config: AlgorithmConfig, values: Dict[str, Any], where: str) -> AlgorithmConfig:
+    """Sets ``values`` (``config.to_dict()`` keys) on ``config``; unknown keys are errors."""
+    settable = {n for n in dir(type(config)) if isinstance(getattr(type(config), n, None), property) and getattr(type(config), n).fset}
+    valid = {k for k in vars(config) if not k.startswith("_")} | {n for n in settable if not n.startswith("_")} | {"model_config", "lambda"}
+    for key in values:
+        translated = config._translate_special_keys(key, warn_deprecated=False)
+        if key not in valid and translated not in valid:
+            raise ExperimentError(f"Unknown config key '{key}' in {where}.{_closest(key, valid)}")
+    values = dict(values)
+    model_config = values.pop("model_config", None)
+    config.update_from_dict(values)
+    if model_config is not None:
+        if not isinstance(model_config, dict):
+            raise ExperimentError(f"'model_config' in {where} must be a mapping, got {model_config!r}.")
+        config.rl_module(model_config=model_config)
+    return config
+
+
+def parse_experiment(data: Dict[str, Any] | Dict[str, Any], source: str = "<dict>") -> Experiment:
+    """Turns a loaded file into an Experiment (sharing not yet applied)."""
+    if isinstance(data.get("config"), AlgorithmConfig):  # Python file namespace
+        config = data["config"]
+        return Experiment(
+            name=data.get("name") or Path(source).stem,
+            algo=config.algo_class.__name__ if config.algo_class else "PPO",
+            config=config.copy(copy_frozen=False),
+            stop=dict(data.get("stop") or {}),
+            sharing=dict(data.get("sharing") or {}),
+            checkpoint_config=dict(data.get("checkpoint_config") or {}),
+        )
+    name, spec = next(iter(data.items()))
+    for key in spec:
+        if key not in EXPERIMENT_KEYS:
+            raise ExperimentError(f"Unknown key '{key}' in experiment '{name}' of {source}.{_closest(key, EXPERIMENT_KEYS)} Valid keys: {list(EXPERIMENT_KEYS)}.")
+    for required in ("run", "env"):
+        if required not in spec:
+            raise ExperimentError(f"Experiment '{name}' in {source} needs '{required}'.")
+    config = algorithm_config(spec["run"])
+    config_values = dict(spec.get("config") or {})
+    env_config = config_values.pop("env_config", {})
+    config.environment(spec["env"], env_config=env_config)
+    apply_config_dict(config, config_values, f"'{name}.config' of {source}")
+    checkpoint_config = dict(spec.get("checkpoint_config") or {})
+    for key in checkpoint_config:
+        if key not in CHECKPOINT_KEYS:
+            raise ExperimentError(f"Unknown checkpoint_config key '{key}' in {source}.{_closest(key, CHECKPOINT_KEYS)} Valid: {list(CHECKPOINT_KEYS)}.")
+    stop = spec.get("stop") or {}
+    if not isinstance(stop, dict):
+        raise ExperimentError(f"'stop' in {source} must be a mapping of result keys to values, got {stop!r}.")
+    num_samples = spec.get("num_samples", 1)
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ExperimentError(f"'num_samples' in {source} must be an integer >= 1, got {num_samples!r}.")
+    return Experiment(
+        name=name,
+        algo=str(spec["run"]).upper() if str(spec["run"]).upper() in {n.upper() for n in ALGORITHMS} else spec["run"],
+        config=config,
+        stop=dict(stop),
+        sharing=dict(spec.get("sharing") or {}),
+        checkpoint_config=checkpoint_config,
+        num_samples=num_samples,
+        storage_path=spec.get("storage_path"),
+    )
+
+
+def build_experiment(path: str | Path) -> Experiment:
+    """Loads, validates and applies the sharing method of an experiment file."""
+    experiment = parse_experiment(load_file(path), str(path))
+    sharing = dict(experiment.sharing)
+    method = sharing.pop("method", None)
+    if method is not None:
+        if method not in METHODS:
+            raise ExperimentError(f"Unknown sharing method '{method}' in {path}.{_closest(method, METHODS)} Choose one of {list(METHODS)}.")
+        try:
+            experiment.config = configure_sharing(experiment.config, method, **sharing)
+        except TypeError as err:
+            raise ExperimentError(f"Bad sharing option in {path}: {err}") from None
+    elif sharing:
+        raise ExperimentError(f"'sharing' in {path} has options {sorted(sharing)} but no 'method'.")
+    return experiment

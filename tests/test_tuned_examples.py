@@ -1,0 +1,49 @@
+"""Every tuned example is generated from one source, loads, and builds a valid config."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from rllib_adaps.experiment import build_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("generate", ROOT / "tuned_examples" / "generate.py")
+generate = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(generate)
+
+FILES = sorted((ROOT / "tuned_examples").glob("*.yaml"))
+
+
+def test_files_match_their_generator():
+    expected = generate.all_files()
+    assert sorted(expected) == FILES, "run: python tuned_examples/generate.py"
+    for path, text in expected.items():
+        assert path.read_text() == text, f"{path.name} was edited by hand; edit tuned_examples/generate.py"
+
+
+def test_every_method_and_env_has_a_file():
+    names = {p.stem for p in FILES}
+    assert {f"{m}_{e}" for m in generate.METHODS for e in generate.ENVS} == names
+    assert "adaps_lbf" in names
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_tuned_example_builds(path):
+    experiment = build_experiment(path)
+    method, env = path.stem.rsplit("_", 1)
+    config = experiment.config
+    config.validate()
+    assert config.env == env
+    assert config.lr == pytest.approx(3e-4) and config.gamma == pytest.approx(0.99)
+    assert config.entropy_coeff == pytest.approx(0.01)
+    specs = config.rl_module_spec.rl_module_specs
+    model = next(iter(specs.values())).model_config
+    assert model["fcnet_hiddens"] == [64, 64]
+    if method == "nops":
+        assert len(specs) > 1
+    else:
+        assert list(specs) == ["shared"]
+    assert model["masking"] == {"snp": "random", "adaps": "cluster"}.get(method, "none")
+    assert model["agent_id_input"] == (method == "fups_id")
+    assert experiment.stop
