@@ -192,7 +192,7 @@ class IdentityPretrainingCallback(RLlibCallback):
         self._adopt_installed(algorithm)
 
     def on_checkpoint_loaded(self, *, algorithm, **kwargs) -> None:
-        # This callback's own state is not checkpointed; the modules' buffers are.
+        # This callback's own state is not checkpointed; the modules' buffers are (Tune restore).
         self._adopt_installed(algorithm)
 
     def _adopt_installed(self, algorithm) -> None:
@@ -209,8 +209,8 @@ class IdentityPretrainingCallback(RLlibCallback):
             self._mask_rows = (module.actor_masks.cpu().numpy(), module.critic_masks.cpu().numpy(), groups)
         else:
             group_ids = sorted(m for m in modules if m.startswith("group_"))
-            if self.module_id in modules or not group_ids:
-                return
+            if self.module_id in modules or not group_ids or (modules[group_ids[0]] < 0).any():
+                return  # not clustered yet, or built from a checkpoint whose state comes next
             groups = modules[group_ids[0]]
         env_steps = 0
         if getattr(algorithm, "metrics", None) is not None:
@@ -226,6 +226,9 @@ class IdentityPretrainingCallback(RLlibCallback):
 
     def on_train_result(self, *, algorithm, metrics_logger=None, result: dict, **kwargs) -> None:
         env_steps = int(result.get(ENV_RUNNER_RESULTS, {}).get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0))
+        if self._fit_at_env_step is None:
+            # Restores through Algorithm.from_checkpoint()/restore_from_path() call no hook.
+            self._adopt_installed(algorithm)
         if self._is_due(env_steps):
             self.pretrain_and_install(algorithm, env_steps)
         result[RESULT_KEY] = dict(self.summary)
@@ -284,12 +287,23 @@ class IdentityPretrainingCallback(RLlibCallback):
         return result
 
     def _write_artifacts(self, algorithm, result: IdentityResult) -> None:
+        """Writes clusters.json/png into the trial directory (Tune) or the Algorithm's logdir."""
         directory = getattr(algorithm, "logdir", None)
         if not directory:
             return
         paths = write_cluster_artifacts(
             directory, self.agent_ids, result.identities, result.labels, self.summary, self._truth
         )
+        storage = getattr(algorithm, "_storage", None)  # Tune's trial storage (local or remote)
+        if storage is not None:
+            import pyarrow.fs
+
+            for path in paths:
+                pyarrow.fs.copy_files(
+                    str(path), f"{storage.trial_fs_path}/{path.name}",
+                    destination_filesystem=storage.storage_filesystem,
+                )
+            paths = [f"{storage.trial_fs_path}/{p.name}" for p in paths]
         logger.info("identity pre-training: wrote %s and %s", *paths)
 
     def _collect(self, algorithm) -> Dict[str, np.ndarray]:
