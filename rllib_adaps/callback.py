@@ -9,7 +9,8 @@ Timeline of a run (env steps sampled, lifetime):
    AdaPS: each agent's cluster mask in the shared module; SePS: one module per cluster
    (initialised from the shared one), the new agent -> module mapping, and the shared module
    removed. EnvRunners that are recreated after a failure get it again.
-4. Optionally, re-clustering every ``recluster_every_env_steps`` (AdaPS: new masks).
+4. Optionally, re-clustering every ``recluster_every_env_steps``: AdaPS gets new masks; SePS
+   new group modules, each starting from the old group that held most of its agents.
 
 Results go to the normal RLlib result dict under ``"identity_pretraining"``.
 """
@@ -177,6 +178,8 @@ class IdentityPretrainingCallback(RLlibCallback):
         self._fit_at_env_step: Optional[int] = None
         self._truth: Optional[Dict[str, int]] = None
         self._mask_rows: Optional[tuple] = None
+        self._agent_module: Optional[Dict[str, str]] = None  # SePS: current agent -> group module
+        self._generation = 0  # SePS: how many times groups were installed
 
     @classmethod
     def configured(cls, **kwargs: Any):
@@ -187,8 +190,10 @@ class IdentityPretrainingCallback(RLlibCallback):
     # ------------------------------------------------------------ RLlib hooks
     def on_algorithm_init(self, *, algorithm, metrics_logger=None, **kwargs) -> None:
         if self.agent_ids is None:
-            self.agent_ids = list(algorithm.get_module(self.module_id).agent_ids)
+            self.agent_ids = list(algorithm.config.rl_module_spec.rl_module_specs[self.module_id].model_config["agent_ids"])
         self.options.validate(len(self.agent_ids))
+        spec = next(iter(algorithm.config.rl_module_spec.rl_module_specs.values()))
+        self._num_actions = int(spec.action_space.n)
         self._adopt_installed(algorithm)
 
     def on_checkpoint_loaded(self, *, algorithm, **kwargs) -> None:
@@ -197,21 +202,26 @@ class IdentityPretrainingCallback(RLlibCallback):
 
     def _adopt_installed(self, algorithm) -> None:
         """Marks pre-training done if the modules already carry its result (restored run)."""
-        modules = foreach_learner(algorithm, lambda learner: {
-            mid: learner.module[mid].unwrapped().agent_groups.cpu().numpy() for mid in learner.module.keys()
+        tables = foreach_learner(algorithm, lambda learner: {
+            mid: tuple(getattr(learner.module[mid].unwrapped(), name).cpu().numpy() for name in ("agent_groups", "actor_masks", "critic_masks"))
+            for mid in learner.module.keys()
             if hasattr(learner.module[mid].unwrapped(), "agent_groups")
         })[0]
+        modules = {mid: table[0] for mid, table in tables.items()}
         if self.method == "adaps":
             groups = modules.get(self.module_id)
             if groups is None or (groups < 0).any():
                 return
-            module = algorithm.get_module(self.module_id)
-            self._mask_rows = (module.actor_masks.cpu().numpy(), module.critic_masks.cpu().numpy(), groups)
+            _, actor_rows, critic_rows = tables[self.module_id]
+            self._mask_rows = (actor_rows, critic_rows, groups)
         else:
             group_ids = sorted(m for m in modules if m.startswith("group_"))
             if self.module_id in modules or not group_ids or (modules[group_ids[0]] < 0).any():
                 return  # not clustered yet, or built from a checkpoint whose state comes next
             groups = modules[group_ids[0]]
+            mapping = algorithm.config.policy_mapping_fn
+            self._agent_module = {a: mapping(a, None) for a in self.agent_ids}
+            self._generation = 1 + max((int(m.rsplit("_r", 1)[1]) for m in group_ids if "_r" in m), default=0)
         env_steps = 0
         if getattr(algorithm, "metrics", None) is not None:
             env_steps = int(algorithm.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0))
@@ -249,7 +259,7 @@ class IdentityPretrainingCallback(RLlibCallback):
         if self._fit_at_env_step is None:
             return env_steps >= start
         every = self.options.recluster_every_env_steps
-        return self.method == "adaps" and every is not None and env_steps - self._fit_at_env_step >= every
+        return every is not None and env_steps - self._fit_at_env_step >= every
 
     def pretrain_and_install(self, algorithm, env_steps: int) -> IdentityResult:
         """Collects transitions, fits identities and clusters, installs the result everywhere."""
@@ -258,7 +268,7 @@ class IdentityPretrainingCallback(RLlibCallback):
         start = time.perf_counter()
         data = self._collect(algorithm)
         collect_seconds = time.perf_counter() - start
-        num_actions = int(algorithm.get_module(self.module_id).action_space.n)
+        num_actions = self._num_actions
         logger.info(
             "identity pre-training: collected %d transitions in %.1fs; fitting the VAE and clustering",
             len(data["agent_index"]), collect_seconds,
@@ -317,8 +327,8 @@ class IdentityPretrainingCallback(RLlibCallback):
         return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
     def _install_masks(self, algorithm, result: IdentityResult) -> None:
-        module = algorithm.get_module(self.module_id)
-        layers = cluster_masks(result.centres, module.hidden_sizes, self.options.mask_threshold, self.options.seed)
+        hidden_sizes = foreach_learner(algorithm, lambda learner: learner.module[self.module_id].unwrapped().hidden_sizes)[0]
+        layers = cluster_masks(result.centres, hidden_sizes, self.options.mask_threshold, self.options.seed)
         cluster_rows = np.concatenate(layers, axis=1)  # [K, sum(hiddens)]
         agent_rows = cluster_rows[result.labels]
         self._mask_rows = (agent_rows, agent_rows, result.labels)
@@ -326,24 +336,40 @@ class IdentityPretrainingCallback(RLlibCallback):
         for_every_module(algorithm, self.module_id, lambda m: m.set_agent_masks(*rows))
 
     def _install_groups(self, algorithm, result: IdentityResult) -> None:
-        shared_id = self.module_id
-        spec = algorithm.config.rl_module_spec.rl_module_specs[shared_id]
-        shared_state = foreach_learner(algorithm, lambda learner: learner.module[shared_id].unwrapped().get_state())[0]
-        group_ids = [f"group_{k}" for k in range(result.num_clusters)]
-        mapping = AgentModuleMapping({a: group_ids[k] for a, k in zip(self.agent_ids, result.labels)})
-        for group_id in group_ids:
-            algorithm.add_module(group_id, dataclasses.replace(spec), new_agent_to_module_mapping_fn=mapping)
+        """SePS: one module per cluster, the new mapping, the previous module(s) removed.
+
+        The first time every group module starts from the shared module. On re-clustering,
+        each new group starts from the old group module holding most of its agents.
+        """
+        previous = dict(self._agent_module) if self._agent_module else {a: self.module_id for a in self.agent_ids}
+        old_ids = sorted(set(previous.values()))
+        suffix = f"_r{self._generation}" if self._generation else ""
+        new_ids = [f"group_{k}{suffix}" for k in range(result.num_clusters)]
+        mapping = AgentModuleMapping({a: new_ids[k] for a, k in zip(self.agent_ids, result.labels)})
+        sources = {}
+        for k, new_id in enumerate(new_ids):
+            members = [a for a, label in zip(self.agent_ids, result.labels) if label == k]
+            counts = {old: sum(previous[a] == old for a in members) for old in old_ids}
+            sources[new_id] = max(old_ids, key=lambda old: (counts[old], -old_ids.index(old)))
+        spec = algorithm.config.rl_module_spec.rl_module_specs[old_ids[0]]
+        states = foreach_learner(algorithm, lambda learner: {
+            old: learner.module[old].unwrapped().get_state() for old in set(sources.values())
+        })[0]
+        for new_id in new_ids:
+            algorithm.add_module(new_id, dataclasses.replace(spec), new_agent_to_module_mapping_fn=mapping)
         labels = result.labels
+        for new_id in new_ids:
+            state = states[sources[new_id]]
 
-        def init_group(module):
-            module.set_state(shared_state)
-            module.agent_groups.copy_(module.agent_groups.new_tensor(labels))
+            def init_group(module, state=state):
+                module.set_state(state)
+                module.agent_groups.copy_(module.agent_groups.new_tensor(labels))
 
-        for group_id in group_ids:
-            for_every_module(algorithm, group_id, init_group)
-        algorithm.remove_module(
-            shared_id, new_agent_to_module_mapping_fn=mapping, new_should_module_be_updated=group_ids
-        )
+            for_every_module(algorithm, new_id, init_group)
+        for old in old_ids:
+            algorithm.remove_module(old, new_agent_to_module_mapping_fn=mapping, new_should_module_be_updated=new_ids)
+        self._agent_module = dict(mapping.agent_to_module)
+        self._generation += 1
         # Episodes under way keep the mapping they started with: restart them.
         for group in (algorithm.env_runner_group, getattr(algorithm, "eval_env_runner_group", None)):
             if group is not None:

@@ -1,0 +1,48 @@
+"""Optional delay and re-clustering: both methods fit again later and stay consistent everywhere."""
+
+import numpy as np
+import pytest
+from ray.rllib.algorithms.ppo import PPOConfig
+
+import rllib_adaps
+from rllib_adaps.callback import RESULT_KEY, foreach_learner
+
+
+def config():
+    return (
+        PPOConfig()
+        .environment("bps", env_config={"agents_per_type": [2, 2, 2], "max_steps": 25})
+        .env_runners(num_env_runners=1, num_envs_per_env_runner=2)
+        .training(train_batch_size_per_learner=300, minibatch_size=150, num_epochs=1)
+    )
+
+
+@pytest.mark.parametrize("method", ["adaps", "seps"])
+def test_delay_then_periodic_reclustering(ray_local, method):
+    options = dict(delay_env_steps=300, pretrain_env_steps=300, identity_env_steps=300, num_clusters=3, recluster_every_env_steps=900)
+    algo = rllib_adaps.configure_sharing(config(), method, **options).build_algo()
+    try:
+        summaries = [algo.train()[RESULT_KEY] for _ in range(5)]  # 300 env steps per iteration
+        assert [s["done"] for s in summaries] == [False, True, True, True, True]
+        fits = sorted({s["env_steps_at_fit"] for s in summaries[1:]})
+        # First fit once delay + pre-training (600 env steps) are over, then every >= 900 steps
+        # (the env steps sampled for the VAE count as sampled steps too).
+        assert fits[0] == 600 and len(fits) == 2 and fits[1] - fits[0] >= 900
+        learner_modules = foreach_learner(algo, lambda l: sorted(l.module.keys()))[0]
+        runner_state = algo.env_runner_group.foreach_env_runner(
+            lambda er: (sorted(er.module.keys()), [er.config.policy_mapping_fn(f"agent_{i}", None) for i in range(6)]),
+            local_env_runner=False,
+        )
+        if method == "seps":
+            assert learner_modules == ["group_0_r1", "group_1_r1", "group_2_r1"]
+            labels = summaries[-1]["labels"]
+            for modules, mapping in runner_state:
+                assert modules == learner_modules
+                assert mapping == [f"group_{k}_r1" for k in labels]
+        else:
+            assert learner_modules == ["shared"]
+            groups = foreach_learner(algo, lambda l: l.module["shared"].unwrapped().agent_groups.tolist())[0]
+            assert groups == summaries[-1]["labels"]
+        assert np.isfinite(algo.train()["env_runners"]["episode_return_mean"])
+    finally:
+        algo.stop()
