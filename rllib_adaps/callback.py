@@ -356,7 +356,10 @@ class IdentityPretrainingCallback(RLlibCallback):
             old: learner.module[old].unwrapped().get_state() for old in set(sources.values())
         })[0]
         for new_id in new_ids:
-            algorithm.add_module(new_id, dataclasses.replace(spec), new_agent_to_module_mapping_fn=mapping)
+            algorithm.add_module(
+                new_id, dataclasses.replace(spec), new_agent_to_module_mapping_fn=mapping,
+                new_should_module_be_updated=new_ids,
+            )
         labels = result.labels
         for new_id in new_ids:
             state = states[sources[new_id]]
@@ -367,7 +370,13 @@ class IdentityPretrainingCallback(RLlibCallback):
 
             for_every_module(algorithm, new_id, init_group)
         for old in old_ids:
-            algorithm.remove_module(old, new_agent_to_module_mapping_fn=mapping, new_should_module_be_updated=new_ids)
+            # LearnerGroup.remove_module() passes a keyword APPOLearner.remove_module() does not
+            # take (RLlib 2.60), so the Learners drop the module here, the rest via the Algorithm.
+            foreach_learner(algorithm, lambda learner, old=old: learner.remove_module(old))
+            algorithm.remove_module(
+                old, new_agent_to_module_mapping_fn=mapping, new_should_module_be_updated=new_ids,
+                remove_from_learners=False,
+            )
         self._agent_module = dict(mapping.agent_to_module)
         self._generation += 1
         # Episodes under way keep the mapping they started with: restart them.
