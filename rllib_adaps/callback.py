@@ -244,14 +244,26 @@ class IdentityPretrainingCallback(RLlibCallback):
         result[RESULT_KEY] = dict(self.summary)
 
     def on_env_runners_recreated(self, *, algorithm, env_runner_group, env_runner_indices, is_evaluation, **kwargs) -> None:
-        # A recreated EnvRunner is built from the config: give it the installed masks again.
+        """A recreated EnvRunner is built from the original config: give it the result again.
+
+        RLlib has already synced the module set and weights (buffers, so AdaPS masks,
+        included) before this hook and before the runner samples; the agent -> module
+        mapping of SePS lives in the runner's config and is installed here.
+        """
+        if self._fit_at_env_step is None:
+            return
         if self.method == "adaps" and self._mask_rows is not None:
-            rows = self._mask_rows
-            env_runner_group.foreach_env_runner(
-                lambda er: er.module[self.module_id].set_agent_masks(*rows),
-                remote_worker_ids=env_runner_indices,
-                local_env_runner=False,
-            )
+            rows, module_id = self._mask_rows, self.module_id
+            fn = lambda er: er.module[module_id].set_agent_masks(*rows)  # noqa: E731
+        elif self.method == "seps" and self._agent_module:
+            mapping = AgentModuleMapping(self._agent_module)
+
+            def fn(er):
+                er.config.multi_agent(policy_mapping_fn=mapping)
+                _force_reset(er)
+        else:
+            return
+        env_runner_group.foreach_env_runner(fn, remote_worker_ids=env_runner_indices, local_env_runner=False)
 
     # ------------------------------------------------------------ the work
     def _is_due(self, env_steps: int) -> bool:
@@ -317,14 +329,39 @@ class IdentityPretrainingCallback(RLlibCallback):
         logger.info("identity pre-training: wrote %s and %s", *paths)
 
     def _collect(self, algorithm) -> Dict[str, np.ndarray]:
+        """Transitions from every healthy EnvRunner; one retry after restoring failed ones.
+
+        Nothing is installed before the fit succeeds, so a failure here leaves the run on its
+        shared module, never with half-installed groups.
+        """
         group = algorithm.env_runner_group
-        remote = group.num_remote_env_runners() if hasattr(group, "num_remote_env_runners") else group.num_remote_workers()
+        for attempt in range(2):
+            try:
+                parts = self._collect_once(group)
+            except Exception as err:  # an EnvRunner died and fault tolerance is off
+                raise RuntimeError(
+                    "Identity pre-training failed: an EnvRunner failed while collecting transitions "
+                    f"({type(err).__name__}). Nothing was installed. Enable "
+                    "config.fault_tolerance(restart_failed_env_runners=True) to recover automatically, "
+                    "or resume from the last checkpoint."
+                ) from err
+            if parts:
+                return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+            logger.warning("identity pre-training: no EnvRunner returned transitions; restoring EnvRunners and retrying")
+            algorithm.restore_env_runners(group)
+        raise RuntimeError(
+            "Identity pre-training failed: no EnvRunner returned transitions, even after restoring failed "
+            "EnvRunners. Nothing was installed; the run can be resumed from its last checkpoint."
+        )
+
+    def _collect_once(self, group) -> List[Dict[str, np.ndarray]]:
+        remote = group.num_remote_env_runners()
         per_runner = int(np.ceil(self.options.identity_env_steps / max(remote, 1)))
         parts = group.foreach_env_runner(
             functools.partial(collect_transitions, num_env_steps=per_runner, agent_ids=self.agent_ids),
             local_env_runner=remote == 0,
         )
-        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        return [p for p in parts if p is not None]
 
     def _install_masks(self, algorithm, result: IdentityResult) -> None:
         hidden_sizes = foreach_learner(algorithm, lambda learner: learner.module[self.module_id].unwrapped().hidden_sizes)[0]

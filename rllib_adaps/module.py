@@ -54,7 +54,12 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "mask_threshold": 0.2,
     "pruning_rate": 0.5,
     "mask_seed": 0,
+    # Set by configure_sharing(): recorded in checkpoints, checked when a state is loaded.
+    "sharing_method": None,
 }
+
+#: Method names in the order of their codes in the ``sharing_method_code`` buffer.
+METHOD_CODES = ("nops", "fups", "fups_id", "seps", "snp", "adaps")
 
 _ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "elu": torch.nn.ELU, "silu": torch.nn.SiLU, "swish": torch.nn.SiLU}
 
@@ -132,6 +137,9 @@ class AdaPSModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI):
         self.register_buffer("critic_masks", torch.as_tensor(rows, dtype=torch.float32).clone())
         # Cluster of each agent (-1: not clustered yet). Restored with every checkpoint.
         self.register_buffer("agent_groups", torch.full((self.num_agents,), -1, dtype=torch.int64))
+        method = cfg["sharing_method"]
+        code = METHOD_CODES.index(method) if method in METHOD_CODES else -1
+        self.register_buffer("sharing_method_code", torch.tensor(code, dtype=torch.int64))
 
         action_sizes = cfg["action_sizes"]
         self.has_action_masks = action_sizes is not None and any(int(n) < num_actions for n in action_sizes)
@@ -185,6 +193,27 @@ class AdaPSModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI):
             getattr(self, name).copy_(rows)
         if agent_groups is not None:
             self.agent_groups.copy_(torch.as_tensor(np.asarray(agent_groups), dtype=torch.int64))
+
+    def set_state(self, state) -> None:
+        """Loads a state after checking it was written for the same agents and method.
+
+        A checkpoint of another sharing method or agent count would otherwise load partly
+        (RLlib loads non-strictly) or fail deep inside torch with a shape error.
+        """
+        rows = state.get("actor_masks") if isinstance(state, dict) else None
+        if rows is not None and len(rows) != self.num_agents:
+            raise ValueError(
+                f"This state holds masks for {len(rows)} agents, but this module serves {self.num_agents} "
+                f"({self.agent_ids[:3]}...): restore checkpoints into a run of the same env and agent count."
+            )
+        code = state.get("sharing_method_code") if isinstance(state, dict) else None
+        own = int(self.sharing_method_code)
+        if code is not None and int(code) >= 0 and own >= 0 and int(code) != own:
+            raise ValueError(
+                f"This state was written by a '{METHOD_CODES[int(code)]}' run, but this run uses "
+                f"'{METHOD_CODES[own]}': restore checkpoints into a run of the same sharing method."
+            )
+        super().set_state(state)
 
     def is_clustered(self) -> bool:
         return bool((self.agent_groups >= 0).all())

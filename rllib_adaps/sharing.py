@@ -168,6 +168,7 @@ def configure_sharing(
         "mask_threshold": mask_threshold,
         "pruning_rate": pruning_rate,
         "mask_seed": mask_seed,
+        "sharing_method": method,
     }
     spec = module_spec(info, model_config)
     if method == "nops":

@@ -5,11 +5,15 @@ import pytest
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_local():
-    """One real local Ray instance (2 CPUs, like CI) shared by the training tests."""
+    """A real local Ray instance (2 CPUs, like CI), started once and reused by training tests.
+
+    Tests that need another Ray set-up (a multi-node cluster) shut it down; the next test
+    using this fixture starts it again.
+    """
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
-    ray.shutdown()

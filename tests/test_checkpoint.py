@@ -57,3 +57,25 @@ def test_restore_keeps_clusters_and_does_not_pretrain_again(ray_local, tmp_path,
         np.testing.assert_array_equal(learner_tables(restored)[mid][1], before[mid][1])
     finally:
         restored.stop()
+
+
+def test_checkpoint_of_another_method_or_agent_count_is_refused(ray_local, tmp_path):
+    algo = rllib_adaps.configure_sharing(config(), "adaps", pretrain_env_steps=300, identity_env_steps=300, num_clusters=3).build_algo()
+    try:
+        algo.train()
+        checkpoint = algo.save_to_path(str(tmp_path / "adaps"))
+    finally:
+        algo.stop()
+    other_method = rllib_adaps.configure_sharing(config(), "fups").build_algo()
+    try:
+        with pytest.raises(Exception, match="written by a 'adaps' run, but this run uses 'fups'"):
+            other_method.restore_from_path(checkpoint)
+    finally:
+        other_method.stop()
+    bigger = config().environment("bps", env_config={"agents_per_type": [3, 3, 3], "max_steps": 25})
+    more_agents = rllib_adaps.configure_sharing(bigger, "adaps", num_clusters=3).build_algo()
+    try:
+        with pytest.raises(Exception, match="masks for 6 agents, but this module serves 9"):
+            more_agents.restore_from_path(checkpoint)
+    finally:
+        more_agents.stop()

@@ -1,0 +1,96 @@
+"""An EnvRunner killed after clustering comes back with the current masks and mapping, and
+never samples with a stale (unclustered) module; training goes on."""
+
+import sys
+
+import numpy as np
+import pytest
+import ray
+from ray import cloudpickle
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.callbacks.callbacks import RLlibCallback
+
+import rllib_adaps
+from rllib_adaps.callback import RESULT_KEY, foreach_learner
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the probe runs on the EnvRunners
+
+
+class StaleModuleProbe(RLlibCallback):
+    """Flags (per iteration) whether any agent step was sampled by an unclustered module."""
+
+    def on_sample_end(self, *, env_runner, metrics_logger, samples, **kwargs):
+        stale = 0
+        for episode in samples:
+            for agent, sa_episode in episode.agent_episodes.items():
+                module = env_runner.module[sa_episode.module_id]
+                if len(sa_episode) and not module.is_clustered():
+                    stale = 1
+        metrics_logger.log_value("stale_module_samples", stale, reduce="max", clear_on_reduce=True)
+
+
+def config():
+    return (
+        PPOConfig()
+        .environment("bps", env_config={"agents_per_type": [2, 2, 2], "max_steps": 25})
+        .env_runners(num_env_runners=2, num_envs_per_env_runner=2)
+        .training(train_batch_size_per_learner=300, minibatch_size=150, num_epochs=1)
+        .fault_tolerance(restart_failed_env_runners=True)
+        .callbacks(StaleModuleProbe)
+    )
+
+
+@pytest.mark.parametrize("method", ["adaps", "seps"])
+def test_killed_env_runner_gets_current_masks_and_mapping(ray_local, method):
+    algo = rllib_adaps.configure_sharing(config(), method, pretrain_env_steps=300, identity_env_steps=300, num_clusters=3).build_algo()
+    try:
+        results = [algo.train() for _ in range(2)]  # clustered after iteration 1
+        labels = results[-1][RESULT_KEY]["labels"]
+        victim_id = algo.env_runner_group.healthy_env_runner_ids()[0]
+        victim = algo.env_runner_group._worker_manager._actors[victim_id]
+        old_pid = ray.get(victim.apply.remote(lambda er: __import__("os").getpid()))
+        ray.kill(victim, no_restart=False)
+
+        after = [algo.train() for _ in range(3)]
+        pids = algo.env_runner_group.foreach_env_runner(lambda er: __import__("os").getpid(), local_env_runner=False)
+        assert old_pid not in pids and len(pids) == 2, "the killed EnvRunner was recreated"
+        assert sum(r["env_runners"].get("num_env_runner_restarts", 0) for r in after) >= 1 or algo._counters["total_num_restored_workers"] >= 1
+        for r in after:
+            assert r["env_runners"]["stale_module_samples"] == 0
+        assert np.isfinite(after[-1]["env_runners"]["episode_return_mean"])
+
+        learner = foreach_learner(algo, lambda l: {m: l.module[m].unwrapped().actor_masks.numpy().copy() for m in l.module.keys()})[0]
+        runners = algo.env_runner_group.foreach_env_runner(
+            lambda er: ({m: er.module[m].actor_masks.numpy().copy() for m in er.module.keys()},
+                        [er.config.policy_mapping_fn(f"agent_{i}", None) for i in range(6)]),
+            local_env_runner=False,
+        )
+        expected_mapping = ["shared"] * 6 if method == "adaps" else [f"group_{k}" for k in labels]
+        for masks, mapping in runners:
+            assert mapping == expected_mapping
+            assert sorted(masks) == sorted(learner)
+            for mid in masks:
+                np.testing.assert_array_equal(masks[mid], learner[mid])
+    finally:
+        algo.stop()
+
+
+def test_env_runner_killed_before_collection_still_completes_pretraining(ray_local):
+    """Pre-training completes (from the healthy EnvRunner, or after restoring) when an
+    EnvRunner dies right before its transitions are collected."""
+    algo = rllib_adaps.configure_sharing(config(), "adaps", pretrain_env_steps=10**9, identity_env_steps=300, num_clusters=3).build_algo()
+    try:
+        algo.train()
+        callback = next(c for c in algo.callbacks if isinstance(c, rllib_adaps.IdentityPretrainingCallback))
+        victim = algo.env_runner_group._worker_manager._actors[algo.env_runner_group.healthy_env_runner_ids()[0]]
+        ray.kill(victim, no_restart=False)
+        result = callback.pretrain_and_install(algo, env_steps=300)
+        assert result.num_clusters == 3 and callback.summary["done"]
+        after = algo.train()
+        groups = foreach_learner(algo, lambda l: l.module["shared"].unwrapped().agent_groups.tolist())[0]
+        assert groups == result.labels.tolist()
+        runners = algo.env_runner_group.foreach_env_runner(lambda er: er.module["shared"].agent_groups.tolist(), local_env_runner=False)
+        assert len(runners) == 2 and all(r == groups for r in runners)
+        assert np.isfinite(after["env_runners"]["episode_return_mean"])
+    finally:
+        algo.stop()
