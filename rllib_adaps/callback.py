@@ -115,7 +115,11 @@ def collect_transitions(env_runner, *, num_env_steps: int, agent_ids: Sequence[s
             rewards = np.asarray(sa_episode.get_rewards(), dtype=np.float32)
             parts.append((np.full(steps, index[agent]), obs[:steps, :-1], actions, obs[1 : steps + 1, :-1], rewards))
     names = ("agent_index", "obs", "actions", "next_obs", "rewards")
-    return {name: np.concatenate([p[i] for p in parts]) for i, name in enumerate(names)}
+    data = {name: np.concatenate([p[i] for p in parts]) for i, name in enumerate(names)}
+    # Canonical order (by agent, then time): episodes list agents in set order, which
+    # changes with Python's hash seed and would change the VAE's minibatches between runs.
+    order = np.argsort(data["agent_index"], kind="stable")
+    return {name: values[order] for name, values in data.items()}
 
 
 def _true_agent_types(env_runner) -> Optional[Dict[str, int]]:
@@ -189,11 +193,9 @@ class IdentityPretrainingCallback(RLlibCallback):
 
     # ------------------------------------------------------------ RLlib hooks
     def on_algorithm_init(self, *, algorithm, metrics_logger=None, **kwargs) -> None:
-        if self.agent_ids is None:
-            self.agent_ids = list(algorithm.config.rl_module_spec.rl_module_specs[self.module_id].model_config["agent_ids"])
+        if self.agent_ids is None:  # restored runs build their modules only with their state
+            self.agent_ids = foreach_learner(algorithm, _agents_and_actions)[0][0]
         self.options.validate(len(self.agent_ids))
-        spec = next(iter(algorithm.config.rl_module_spec.rl_module_specs.values()))
-        self._num_actions = int(spec.action_space.n)
         self._adopt_installed(algorithm)
 
     def on_checkpoint_loaded(self, *, algorithm, **kwargs) -> None:
@@ -280,7 +282,7 @@ class IdentityPretrainingCallback(RLlibCallback):
         start = time.perf_counter()
         data = self._collect(algorithm)
         collect_seconds = time.perf_counter() - start
-        num_actions = self._num_actions
+        num_actions = foreach_learner(algorithm, _agents_and_actions)[0][1]
         logger.info(
             "identity pre-training: collected %d transitions in %.1fs; fitting the VAE and clustering",
             len(data["agent_index"]), collect_seconds,
@@ -407,13 +409,7 @@ class IdentityPretrainingCallback(RLlibCallback):
 
             for_every_module(algorithm, new_id, init_group)
         for old in old_ids:
-            # LearnerGroup.remove_module() passes a keyword APPOLearner.remove_module() does not
-            # take (RLlib 2.60), so the Learners drop the module here, the rest via the Algorithm.
-            foreach_learner(algorithm, lambda learner, old=old: learner.remove_module(old))
-            algorithm.remove_module(
-                old, new_agent_to_module_mapping_fn=mapping, new_should_module_be_updated=new_ids,
-                remove_from_learners=False,
-            )
+            _remove_module(algorithm, old, mapping, new_ids)
         self._agent_module = dict(mapping.agent_to_module)
         self._generation += 1
         # Episodes under way keep the mapping they started with: restart them.
@@ -447,6 +443,40 @@ class IdentityPretrainingCallback(RLlibCallback):
             if types:
                 return types
         return None
+
+
+def _remove_module(algorithm, module_id: str, mapping, keep: List[str]) -> None:
+    """``Algorithm.remove_module`` with a fallback for Learners that reject its keyword.
+
+    RLlib 2.60's LearnerGroup passes ``new_should_module_be_updated`` to every Learner, which
+    APPOLearner.remove_module() does not take. The fallback removes the module on each
+    Learner here and the rest through the Algorithm, whose config would then hold no module
+    spec (it takes it from the Learners' answer): the Learners' spec is written back so that
+    checkpoints rebuild the right modules.
+    """
+    import inspect
+
+    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+
+    # A failing remote call would take the Learner out of service: decide before calling.
+    if "new_should_module_be_updated" in inspect.signature(algorithm.config.learner_class.remove_module).parameters:
+        algorithm.remove_module(module_id, new_agent_to_module_mapping_fn=mapping, new_should_module_be_updated=keep)
+        return
+
+    foreach_learner(algorithm, lambda learner: learner.remove_module(module_id))
+    spec = foreach_learner(algorithm, lambda learner: MultiRLModuleSpec.from_module(learner.module))[0]
+    algorithm.remove_module(
+        module_id, new_agent_to_module_mapping_fn=mapping, new_should_module_be_updated=keep, remove_from_learners=False
+    )
+    algorithm.config._is_frozen = False
+    algorithm.config.rl_module(rl_module_spec=spec)
+    algorithm.config.freeze()
+
+
+def _agents_and_actions(learner) -> tuple:
+    """Agent ids and action count of the (first) AdaPSModule on a Learner."""
+    module = next(m.unwrapped() for m in learner.module.values() if hasattr(m.unwrapped(), "agent_ids"))
+    return list(module.agent_ids), int(module.action_space.n)
 
 
 def _force_reset(env_runner) -> None:

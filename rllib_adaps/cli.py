@@ -85,6 +85,10 @@ def train_file(args: argparse.Namespace) -> int:
     storage = args.storage_path or experiment.storage_path
     storage = str(Path(storage).expanduser().resolve()) if storage else None
 
+    if args.address is None:
+        # RLlib iterates sets of agent ids, whose order follows Python's hash seed: fix it for
+        # the Ray workers this command starts, so that one seed gives one run.
+        os.environ.setdefault("PYTHONHASHSEED", "0")
     ray.init(address=args.address, include_dashboard=False, log_to_driver=True, ignore_reinit_error=True)
     tuner = tune.Tuner(
         config.algo_class,
