@@ -32,6 +32,7 @@ from rllib_adaps.callback import (
     PretrainingOptions,
 )
 from rllib_adaps.connectors import AgentIndexConnector, padded_index_space
+from rllib_adaps.envs import ENV_CLASSES, register_envs
 from rllib_adaps.mapping import AgentModuleMapping
 from rllib_adaps.masks import check_threshold
 from rllib_adaps.module import MASKABLE_NETWORKS, AdaPSModule
@@ -65,6 +66,10 @@ def describe_env(config: AlgorithmConfig) -> EnvAgents:
     if env_spec is None:
         raise ValueError("configure_sharing needs an env: call config.environment(...) first.")
     if isinstance(env_spec, str):
+        if not _global_registry.contains(ENV_CREATOR, env_spec) and env_spec in ENV_CLASSES:
+            # Tune keeps registrations in the running Ray instance: after a ray.shutdown() and a
+            # new ray.init() they are gone, so this package's own envs are registered again.
+            register_envs()
         if not _global_registry.contains(ENV_CREATOR, env_spec):
             raise ValueError(
                 f"Unknown env '{env_spec}': register it with ray.tune.register_env() (this package "

@@ -14,6 +14,9 @@ def ray_local():
     """
     import ray
 
+    import rllib_adaps
+
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        rllib_adaps.register_envs()  # registrations live in the Ray instance they were made in
     yield ray
