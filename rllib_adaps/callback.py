@@ -412,10 +412,8 @@ class IdentityPretrainingCallback(RLlibCallback):
             _remove_module(algorithm, old, mapping, new_ids)
         self._agent_module = dict(mapping.agent_to_module)
         self._generation += 1
-        # Episodes under way keep the mapping they started with: restart them.
-        for group in (algorithm.env_runner_group, getattr(algorithm, "eval_env_runner_group", None)):
-            if group is not None:
-                group.foreach_env_runner(_force_reset, local_env_runner=True)
+        # No restart of episodes here: Algorithm.remove_module() already makes every
+        # (eval) EnvRunner reset, so no episode goes on with the old mapping.
 
     def _summarise(self, algorithm, result, num_transitions, collect_seconds, install_seconds, env_steps) -> dict:
         summary = {

@@ -80,7 +80,7 @@ def write_csv(path: Path, rows: Iterable[dict], fields: List[str]) -> None:
 
 
 def curve_on_grid(rows: List[dict], grid: np.ndarray) -> np.ndarray:
-    """Returns interpolated onto a common env-step grid (NaN before the first episode)."""
+    """Mean returns interpolated onto a common env-step grid (NaN before the first episode)."""
     points = [(r["env_steps"], r["episode_return_mean"]) for r in rows if np.isfinite(r["episode_return_mean"])]
     if not points:
         return np.full(len(grid), np.nan)
