@@ -61,6 +61,7 @@ class PretrainingOptions:
     vae_min_updates: int = 2_000  # at least this many VAE gradient steps (small collections)
     vae_lr: float = 1e-3  # SePS: 3e-4 with ~200k env steps; see identity.train_identity_vae
     reconstruct: Sequence[str] = RECONSTRUCT_TARGETS
+    drop_identity_leaks: bool = True  # see identity.fit_identities
     recluster_every_env_steps: Optional[int] = None  # None: cluster once
     mask_threshold: float = 0.2  # AdaPS lambda
     seed: int = 0
@@ -291,7 +292,8 @@ class IdentityPretrainingCallback(RLlibCallback):
             data["agent_index"], data["obs"], data["actions"], data["next_obs"], data["rewards"],
             num_agents=len(self.agent_ids), num_actions=num_actions, num_clusters=opts.num_clusters,
             z_dim=opts.z_dim, kl_weight=opts.kl_weight, epochs=opts.vae_epochs,
-            batch_size=opts.vae_batch_size, min_updates=opts.vae_min_updates, lr=opts.vae_lr, reconstruct=opts.reconstruct, seed=opts.seed,
+            batch_size=opts.vae_batch_size, min_updates=opts.vae_min_updates, lr=opts.vae_lr, reconstruct=opts.reconstruct,
+            drop_identity_leaks=opts.drop_identity_leaks, seed=opts.seed,
         )
         start = time.perf_counter()
         if self.method == "adaps":
@@ -424,6 +426,7 @@ class IdentityPretrainingCallback(RLlibCallback):
             "cluster_sizes": result.cluster_sizes(),
             "labels": result.labels.tolist(),
             "vae_loss": result.vae_loss,
+            "dropped_identity_features": result.dropped_features,
             "davies_bouldin": {str(k): v for k, v in result.davies_bouldin.items()},
             "collect_seconds": collect_seconds,
             "fit_seconds": result.fit_seconds,

@@ -31,6 +31,7 @@ class IdentityResult:
     davies_bouldin: dict[int, float] = field(default_factory=dict)  # K -> score (auto K)
     vae_loss: float = float("nan")  # mean loss of the last epoch
     fit_seconds: float = 0.0
+    dropped_features: int = 0  # observation features left out as identity leaks
 
     def cluster_sizes(self) -> list[int]:
         return np.bincount(self.labels, minlength=self.num_clusters).tolist()
@@ -201,6 +202,28 @@ def _relabel_by_first_agent(labels: np.ndarray) -> np.ndarray:
     return np.array([order[int(label)] for label in labels], dtype=np.int64)
 
 
+def identity_leak_features(agent_index: np.ndarray, obs: np.ndarray, next_obs: np.ndarray, atol: float = 1e-6) -> np.ndarray:
+    """``[obs_dim]`` bool: features constant within every agent that differ between agents.
+
+    Such a feature (an agent's own LBF level) is an identity in itself: a decoder that reads it
+    can predict each agent's transitions without the identity vector, and the identities then
+    stay uninformative.
+    """
+    agent_index = np.asarray(agent_index, dtype=np.int64)
+    values = np.concatenate([np.asarray(obs), np.asarray(next_obs)]).reshape(2 * len(agent_index), -1)
+    index = np.concatenate([agent_index, agent_index])
+    num_agents = int(index.max()) + 1
+    low = np.full((num_agents, values.shape[1]), np.inf)
+    high = np.full((num_agents, values.shape[1]), -np.inf)
+    np.minimum.at(low, index, values)
+    np.maximum.at(high, index, values)
+    seen = np.isfinite(low[:, 0])
+    low, high = low[seen], high[seen]
+    constant_within = (high - low <= atol).all(axis=0)
+    differs_between = low.max(axis=0) - low.min(axis=0) > atol
+    return constant_within & differs_between
+
+
 def fit_identities(
     agent_index: np.ndarray,
     obs: np.ndarray,
@@ -218,6 +241,7 @@ def fit_identities(
     min_updates: int = 2_000,
     lr: float = 1e-3,
     reconstruct: Sequence[str] = RECONSTRUCT_TARGETS,
+    drop_identity_leaks: bool = True,
     seed: int = 0,
 ) -> IdentityResult:
     """Identity vectors and clusters of ``num_agents`` agents from their transitions.
@@ -231,6 +255,10 @@ def fit_identities(
             (see ``cluster_identities``).
         min_updates: train for more than ``epochs`` if needed to take this many steps.
         reconstruct: which of ``("next_obs", "reward")`` the decoder reconstructs.
+        drop_identity_leaks: leave out observation features that are constant within every
+            agent and differ between agents (``identity_leak_features``), unless that would
+            leave none. Measured on LBF (own level in the observation), 2k random env steps,
+            true K: ARI 0.17 with them, 1.00 without (``bench/identity_recovery.py``).
     """
     if z_dim < 1:
         raise ValueError(f"z_dim must be >= 1, got {z_dim}.")
@@ -252,6 +280,12 @@ def fit_identities(
             f"missing {missing}, found indices {seen.min()}..{seen.max()}."
         )
     start = time.perf_counter()
+    dropped = 0
+    if drop_identity_leaks:
+        leaks = identity_leak_features(agent_index, obs, next_obs)
+        if leaks.any() and not leaks.all():
+            obs, next_obs = np.asarray(obs)[:, ~leaks], np.asarray(next_obs)[:, ~leaks]
+            dropped = int(leaks.sum())
     identities, loss = train_identity_vae(
         agent_index, obs, actions, next_obs, rewards,
         num_agents=num_agents, num_actions=num_actions, z_dim=z_dim, kl_weight=kl_weight,
@@ -266,4 +300,5 @@ def fit_identities(
         davies_bouldin=scores,
         vae_loss=loss,
         fit_seconds=time.perf_counter() - start,
+        dropped_features=dropped,
     )

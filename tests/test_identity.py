@@ -103,3 +103,38 @@ def test_real_bps_types_recovered_from_random_policy_transitions(preset, true_k)
     truth = [env.true_agent_types[a] for a in agents]
     assert result.num_clusters == true_k
     assert adjusted_rand_score(truth, result.labels) == 1.0
+
+
+def test_identity_leak_features_are_the_per_agent_constants():
+    """A column constant within each agent but different between agents is a leak; a column
+    constant for everyone, or varying within an agent, is not."""
+    from rllib_adaps.identity import identity_leak_features
+
+    rng = np.random.default_rng(0)
+    agent_index = np.repeat(np.arange(4), 50)
+    obs = np.stack([agent_index % 2, np.ones(200), rng.normal(size=200)], axis=1).astype(np.float32)
+    next_obs = obs + np.array([0.0, 0.0, 0.1], np.float32)
+    assert identity_leak_features(agent_index, obs, next_obs).tolist() == [True, False, False]
+
+
+def test_real_lbf_levels_recovered_once_the_own_level_is_left_out():
+    """LBF agents see their own level, so a decoder that reads it needs no identity vector:
+    dropping that per-agent constant lets the VAE recover the levels (true K given)."""
+    from rllib_adaps.envs import make_parallel_env
+
+    env = make_parallel_env("lbf", {"levels": [1, 1, 2, 2, 3, 3], "grid_size": 8, "foods": 3, "max_steps": 50})
+    agents = env.possible_agents
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    rows = []
+    while len(rows) < 2_000:
+        actions = {a: int(rng.integers(env.action_space(a).n)) for a in agents}
+        nxt, rew, term, trunc, _ = env.step(actions)
+        rows.append([np.arange(len(agents)), np.stack([obs[a] for a in agents]), np.array([actions[a] for a in agents]),
+                     np.stack([nxt[a] for a in agents]), np.array([rew[a] for a in agents])])
+        obs = env.reset()[0] if any(trunc.values()) or all(term.values()) else nxt
+    data = [np.concatenate([r[i] for r in rows]) for i in range(5)]
+    truth = [env.true_agent_types[a] for a in agents]
+    kept = fit_identities(*data, num_agents=6, num_actions=6, num_clusters=3)
+    assert kept.dropped_features >= 1
+    assert adjusted_rand_score(truth, kept.labels) == 1.0
