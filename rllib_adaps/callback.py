@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import pathlib
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -32,6 +33,7 @@ from rllib_adaps.artifacts import write_cluster_artifacts
 from rllib_adaps.identity import RECONSTRUCT_TARGETS, IdentityResult, fit_identities
 from rllib_adaps.mapping import AgentModuleMapping
 from rllib_adaps.masks import check_threshold, cluster_masks
+from rllib_adaps.multi_module import checkpoint_module_ids
 
 logger = logging.getLogger("rllib_adaps")
 if not logger.handlers:  # progress of pre-training must show from inside Tune's trial actors
@@ -198,6 +200,8 @@ class IdentityPretrainingCallback(RLlibCallback):
             self.agent_ids = foreach_learner(algorithm, _agents_and_actions)[0][0]
         self.options.validate(len(self.agent_ids))
         self._adopt_installed(algorithm)
+        if self.method == "seps":
+            self._prepare_restores(algorithm)
 
     def on_checkpoint_loaded(self, *, algorithm, **kwargs) -> None:
         # This callback's own state is not checkpointed; the modules' buffers are (Tune restore).
@@ -386,36 +390,82 @@ class IdentityPretrainingCallback(RLlibCallback):
         old_ids = sorted(set(previous.values()))
         suffix = f"_r{self._generation}" if self._generation else ""
         new_ids = [f"group_{k}{suffix}" for k in range(result.num_clusters)]
-        mapping = AgentModuleMapping({a: new_ids[k] for a, k in zip(self.agent_ids, result.labels)})
         sources = {}
         for k, new_id in enumerate(new_ids):
             members = [a for a, label in zip(self.agent_ids, result.labels) if label == k]
             counts = {old: sum(previous[a] == old for a in members) for old in old_ids}
             sources[new_id] = max(old_ids, key=lambda old: (counts[old], -old_ids.index(old)))
-        spec = algorithm.config.rl_module_spec.rl_module_specs[old_ids[0]]
         states = foreach_learner(algorithm, lambda learner: {
             old: learner.module[old].unwrapped().get_state() for old in set(sources.values())
         })[0]
+        self._replace_group_modules(algorithm, new_ids, result.labels, {new_id: states[sources[new_id]] for new_id in new_ids})
+        self._generation += 1
+
+    def _replace_group_modules(self, algorithm, new_ids: List[str], labels: np.ndarray, states: Optional[Dict[str, dict]]) -> None:
+        """Adds ``new_ids`` (module ``k`` serves the agents labelled ``k``), removes the rest.
+
+        ``states``: the initial state of each new module, or None when a checkpoint's state
+        comes next.
+        """
+        previous = dict(self._agent_module) if self._agent_module else {a: self.module_id for a in self.agent_ids}
+        old_ids = sorted(set(previous.values()))
+        mapping = AgentModuleMapping({a: new_ids[k] for a, k in zip(self.agent_ids, labels)})
+        spec = algorithm.config.rl_module_spec.rl_module_specs[old_ids[0]]
         for new_id in new_ids:
             algorithm.add_module(
                 new_id, dataclasses.replace(spec), new_agent_to_module_mapping_fn=mapping,
                 new_should_module_be_updated=new_ids,
             )
-        labels = result.labels
         for new_id in new_ids:
-            state = states[sources[new_id]]
+            state = states[new_id] if states else None
 
             def init_group(module, state=state):
-                module.set_state(state)
+                if state is not None:
+                    module.set_state(state)
                 module.agent_groups.copy_(module.agent_groups.new_tensor(labels))
 
             for_every_module(algorithm, new_id, init_group)
         for old in old_ids:
             _remove_module(algorithm, old, mapping, new_ids)
         self._agent_module = dict(mapping.agent_to_module)
-        self._generation += 1
         # No restart of episodes here: Algorithm.remove_module() already makes every
         # (eval) EnvRunner reset, so no episode goes on with the old mapping.
+
+    def _prepare_restores(self, algorithm) -> None:
+        """SePS: lets ``algorithm.restore_from_path`` load a checkpoint taken after clustering.
+
+        Such a checkpoint holds group modules that a run built from the original config (Tune's
+        restore, or ``restore_from_path`` on a new Algorithm) does not have, and RLlib loads only
+        modules that exist. The group modules and their mapping are built first, from the
+        cluster labels stored in the checkpoint; RLlib then loads their weights.
+        """
+        original = algorithm.restore_from_path
+
+        def restore_from_path(path, *args, **kwargs):
+            if kwargs.get("component") is None:
+                self._build_checkpoint_groups(algorithm, path)
+            return original(path, *args, **kwargs)
+
+        algorithm.restore_from_path = restore_from_path
+
+    def _build_checkpoint_groups(self, algorithm, path) -> None:
+        from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_LEARNER_GROUP, COMPONENT_RL_MODULE
+
+        from rllib_adaps.module import AdaPSModule
+
+        module_dir = pathlib.Path(path) / COMPONENT_LEARNER_GROUP / COMPONENT_LEARNER / COMPONENT_RL_MODULE
+        stored = checkpoint_module_ids(module_dir)
+        own = sorted(foreach_learner(algorithm, lambda learner: list(learner.module.keys()))[0])
+        if not stored or stored == own or not all(m.startswith("group_") for m in stored):
+            return  # nothing to build; SharingMultiRLModule reports any other mismatch
+        labels = AdaPSModule.from_checkpoint(module_dir / stored[0]).agent_groups.numpy()
+        suffix = stored[0][stored[0].index("_r"):] if "_r" in stored[0] else ""
+        new_ids = [f"group_{k}{suffix}" for k in range(int(labels.max()) + 1)] if len(labels) else []
+        if len(labels) != len(self.agent_ids) or (labels < 0).any() or sorted(new_ids) != stored:
+            return  # another agent count or layout: left to the module checks to report
+        logger.info("restoring a SePS checkpoint: building its %d group modules before loading them", len(new_ids))
+        self._replace_group_modules(algorithm, new_ids, labels, states=None)
+        self._generation = 1 + (int(suffix[2:]) if suffix else 0)
 
     def _summarise(self, algorithm, result, num_transitions, collect_seconds, install_seconds, env_steps) -> dict:
         summary = {

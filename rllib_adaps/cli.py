@@ -1,6 +1,7 @@
 """The ``rllib`` command (Ray no longer ships one): train tuned examples, evaluate checkpoints.
 
     rllib train file tuned_examples/adaps_lbf.yaml --stop '{"training_iteration": 5}'
+    rllib train file tuned_examples/adaps_lbf.yaml --resume   # after a crash or Ctrl-C
     rllib evaluate ~/ray_results/adaps-lbf/PPO_.../checkpoint_000004 --episodes 10
 
 Training runs through Ray Tune: the usual progress table, result files, TensorBoard logs and
@@ -56,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     file_cmd.add_argument("--num-samples", type=_positive_int, default=None, help="trials to run (e.g. seeds)")
     file_cmd.add_argument("--address", help="address of a running Ray cluster (default: start a local Ray instance)")
     file_cmd.add_argument("--seed", type=int, default=None, help="random seed (config.debugging(seed=...))")
+    file_cmd.add_argument(
+        "--resume", action="store_true",
+        help="continue this experiment's interrupted or failed trials from their last checkpoints (Tune restore; "
+             "the stop criteria and checkpoint settings of the first launch apply)",
+    )
     file_cmd.add_argument("-v", "--verbose", action="store_true", help="more output; full tracebacks on errors")
 
     evaluate = commands.add_parser("evaluate", help="roll out a checkpoint and print mean returns")
@@ -71,6 +77,14 @@ def train_file(args: argparse.Namespace) -> int:
     import ray
     from ray import tune
 
+    if args.resume:
+        fixed = [flag for flag, value in (("--stop", args.stop), ("--num-samples", args.num_samples),
+                                          ("--checkpoint-freq", args.checkpoint_freq), ("--seed", args.seed)) if value is not None]
+        if fixed:
+            raise ExperimentError(
+                f"{', '.join(fixed)} cannot be combined with --resume: a resumed experiment keeps the settings of "
+                "its first launch. Pass only the file, --storage-path and --address."
+            )
     experiment = build_experiment(args.path)
     config = experiment.config
     if args.seed is not None:
@@ -89,19 +103,29 @@ def train_file(args: argparse.Namespace) -> int:
         # RLlib iterates sets of agent ids, whose order follows Python's hash seed: fix it for
         # the Ray workers this command starts, so that one seed gives one run.
         os.environ.setdefault("PYTHONHASHSEED", "0")
+    if args.resume:
+        experiment_dir = Path(storage or "~/ray_results").expanduser() / experiment.name
+        if not tune.Tuner.can_restore(str(experiment_dir)):
+            raise ExperimentError(
+                f"Nothing to resume at {experiment_dir}: no Tune experiment was started there. "
+                "Run without --resume first, with the same --storage-path."
+            )
     ray.init(address=args.address, include_dashboard=False, log_to_driver=True, ignore_reinit_error=True)
-    tuner = tune.Tuner(
-        config.algo_class,
-        param_space=config,
-        tune_config=tune.TuneConfig(num_samples=args.num_samples or experiment.num_samples),
-        run_config=tune.RunConfig(
-            name=experiment.name,
-            stop=stop,
-            storage_path=storage,
-            verbose=2 if args.verbose else 1,
-            checkpoint_config=tune.CheckpointConfig(**checkpoint),
-        ),
-    )
+    if args.resume:
+        tuner = tune.Tuner.restore(str(experiment_dir), trainable=config.algo_class, param_space=config, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            config.algo_class,
+            param_space=config,
+            tune_config=tune.TuneConfig(num_samples=args.num_samples or experiment.num_samples),
+            run_config=tune.RunConfig(
+                name=experiment.name,
+                stop=stop,
+                storage_path=storage,
+                verbose=2 if args.verbose else 1,
+                checkpoint_config=tune.CheckpointConfig(**checkpoint),
+            ),
+        )
     results = tuner.fit()
     failed = [r for r in results if r.error]
     for result in results:

@@ -36,6 +36,7 @@ from rllib_adaps.envs import ENV_CLASSES, register_envs
 from rllib_adaps.mapping import AgentModuleMapping
 from rllib_adaps.masks import check_threshold
 from rllib_adaps.module import MASKABLE_NETWORKS, AdaPSModule
+from rllib_adaps.multi_module import SharingMultiRLModule
 
 METHODS = ("nops", "fups", "fups_id", "seps", "snp", "adaps")
 
@@ -183,7 +184,7 @@ def configure_sharing(
     specs = {mid: dataclasses.replace(spec) for mid in sorted(set(agent_to_module.values()))}
 
     config.multi_agent(policies=set(specs), policy_mapping_fn=AgentModuleMapping(agent_to_module), policies_to_train=None)
-    config.rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs))
+    config.rl_module(rl_module_spec=MultiRLModuleSpec(multi_rl_module_class=SharingMultiRLModule, rl_module_specs=specs))
     config.env_runners(env_to_module_connector=_with_user_connector(config, AgentIndexConnector(info.agent_ids, info.obs_dim)))
     if uses_pretraining:
         callback = IdentityPretrainingCallback.configured(

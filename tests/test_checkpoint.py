@@ -1,10 +1,15 @@
 """Checkpoints carry the result of identity pre-training; a restored run does not redo it."""
 
+import functools
+import pathlib
+import sys
+
 import numpy as np
 import pytest
 import torch
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core.columns import Columns
 
 import rllib_adaps
@@ -58,6 +63,22 @@ def test_restore_keeps_clusters_and_does_not_pretrain_again(ray_local, tmp_path,
     finally:
         restored.stop()
 
+    # restore_from_path into an Algorithm built from the original config (what Tune does):
+    # SePS's group modules do not exist there yet and must be built before their weights load.
+    fresh = rllib_adaps.configure_sharing(config(), method, pretrain_env_steps=300, identity_env_steps=300, num_clusters=3).build_algo()
+    try:
+        fresh.restore_from_path(checkpoint)
+        after = learner_tables(fresh)
+        assert sorted(after) == sorted(before)
+        for mid in before:
+            np.testing.assert_array_equal(after[mid][0], before[mid][0])
+            np.testing.assert_array_equal(after[mid][1], before[mid][1])
+        torch.testing.assert_close(fresh.get_module(module_id).forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS], expected)
+        summary = fresh.train()[RESULT_KEY]
+        assert summary["done"] and summary.get("restored") and summary["labels"] == first["labels"]
+    finally:
+        fresh.stop()
+
 
 def test_checkpoint_of_another_method_or_agent_count_is_refused(ray_local, tmp_path):
     algo = rllib_adaps.configure_sharing(config(), "adaps", pretrain_env_steps=300, identity_env_steps=300, num_clusters=3).build_algo()
@@ -72,6 +93,12 @@ def test_checkpoint_of_another_method_or_agent_count_is_refused(ray_local, tmp_p
             other_method.restore_from_path(checkpoint)
     finally:
         other_method.stop()
+    no_sharing = rllib_adaps.configure_sharing(config(), "nops").build_algo()
+    try:
+        with pytest.raises(Exception, match=r"holds RLModules \['shared'\], but this run has \['agent_0'"):
+            no_sharing.restore_from_path(checkpoint)
+    finally:
+        no_sharing.stop()
     bigger = config().environment("bps", env_config={"agents_per_type": [3, 3, 3], "max_steps": 25})
     more_agents = rllib_adaps.configure_sharing(bigger, "adaps", num_clusters=3).build_algo()
     try:
@@ -79,3 +106,47 @@ def test_checkpoint_of_another_method_or_agent_count_is_refused(ray_local, tmp_p
             more_agents.restore_from_path(checkpoint)
     finally:
         more_agents.stop()
+
+
+class FailOnce(RLlibCallback):
+    """Fails the trial once, at iteration 3 (after the checkpoint of iteration 2)."""
+
+    def __init__(self, marker: str):
+        super().__init__()
+        self.marker = pathlib.Path(marker)
+
+    def on_train_result(self, *, algorithm, result, **kwargs):
+        if result["training_iteration"] == 3 and not self.marker.exists():
+            self.marker.touch()
+            raise RuntimeError("injected failure")
+
+
+@pytest.mark.parametrize("method", ["adaps", "seps"])
+def test_tune_restore_resumes_without_pretraining_again(ray_local, tmp_path, method):
+    """Tuner.restore after a trial error: the trial resumes from its last checkpoint with the
+    same clusters (SePS: the same group modules) and does not pre-train again."""
+    import ray.cloudpickle
+    from ray import tune
+
+    # Tune's trial actors cannot import this test module: ship FailOnce by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    base = config().callbacks(functools.partial(FailOnce, marker=str(tmp_path / "failed")))
+    cfg = rllib_adaps.configure_sharing(base, method, pretrain_env_steps=300, identity_env_steps=300, num_clusters=3)
+    run_config = tune.RunConfig(
+        name="restore", storage_path=str(tmp_path), stop={"training_iteration": 5}, verbose=0,
+        checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1),
+    )
+    first = tune.Tuner("PPO", param_space=cfg, run_config=run_config).fit()[0]
+    assert first.error is not None and "injected failure" in str(first.error)
+    before = first.metrics[RESULT_KEY]
+    assert first.metrics["training_iteration"] == 2 and before["done"] and not before.get("restored")
+
+    second = tune.Tuner.restore(str(tmp_path / "restore"), trainable="PPO", resume_errored=True).fit()[0]
+    assert second.error is None
+    after = second.metrics[RESULT_KEY]
+    assert second.metrics["training_iteration"] == 5
+    assert after["done"] and after.get("restored") and after["labels"] == before["labels"]
+    from rllib_adaps.multi_module import checkpoint_module_ids
+
+    modules = checkpoint_module_ids(pathlib.Path(second.checkpoint.path) / "learner_group" / "learner" / "rl_module")
+    assert modules == (["shared"] if method == "adaps" else ["group_0", "group_1", "group_2"])

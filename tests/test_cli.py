@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from rllib_adaps.cli import main
+from rllib_adaps.multi_module import checkpoint_module_ids
 
 ROOT = Path(__file__).resolve().parents[1]
 RLLIB = [sys.executable, "-m", "rllib_adaps.cli"]
@@ -132,3 +133,57 @@ def test_python_and_json_experiment_files(tmp_path):
     assert experiment.config.rl_module_spec.rl_module_specs["shared"].model_config["pruning_rate"] == 0.25
     js = write(tmp_path, json.dumps(yaml.safe_load(GOOD)), "exp.json")
     assert build_experiment(js).config.env == "bps"
+
+
+RESUMABLE_EXPERIMENT = '''
+import pathlib
+
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.callbacks.callbacks import RLlibCallback
+
+MARKER = pathlib.Path(__file__).with_name("failed_once")
+
+
+class FailOnce(RLlibCallback):
+    def on_train_result(self, *, result, **kwargs):
+        if result["training_iteration"] == 3 and not MARKER.exists():
+            MARKER.touch()
+            raise RuntimeError("injected failure")
+
+
+config = (
+    PPOConfig()
+    .environment("bps", env_config={"agents_per_type": [2, 2, 2], "max_steps": 25})
+    .env_runners(num_env_runners=0, num_envs_per_env_runner=2)
+    .training(train_batch_size_per_learner=300, minibatch_size=150, num_epochs=1)
+    .callbacks(FailOnce)
+)
+stop = {"training_iteration": 4}
+sharing = {"method": "seps", "pretrain_env_steps": 300, "identity_env_steps": 300, "num_clusters": 3}
+name = "resumable"
+'''
+
+
+def test_resume_continues_a_failed_trial_from_its_checkpoint(ray_local, tmp_path, capsys):
+    """A trial that failed after clustering resumes with --resume: same SePS groups, no second fit."""
+    path = tmp_path / "exp.py"
+    path.write_text(RESUMABLE_EXPERIMENT)
+    storage = tmp_path / "results"
+    assert main(["train", "file", str(path), "--storage-path", str(storage), "--checkpoint-freq", "1"]) == 1
+    assert "injected failure" in capsys.readouterr().err
+    assert main(["train", "file", str(path), "--storage-path", str(storage), "--resume"]) == 0
+    trial = next(p for p in (storage / "resumable").iterdir() if p.is_dir())
+    results = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+    assert [r["training_iteration"] for r in results] == [1, 2, 3, 4]  # 3 and 4 after the resume
+    first, last = results[1]["identity_pretraining"], results[-1]["identity_pretraining"]
+    assert not first.get("restored") and last["restored"] and last["labels"] == first["labels"]
+    final = sorted(trial.glob("checkpoint_*"))[-1] / "learner_group" / "learner" / "rl_module"
+    assert checkpoint_module_ids(final) == ["group_0", "group_1", "group_2"]
+
+
+def test_resume_errors(tmp_path, capsys):
+    path = small_copy(tmp_path, "adaps_bps")
+    assert main(["train", "file", str(path), "--storage-path", str(tmp_path / "none"), "--resume"]) == 2
+    assert "Nothing to resume at" in capsys.readouterr().err
+    assert main(["train", "file", str(path), "--resume", "--stop", '{"training_iteration": 9}']) == 2
+    assert "--stop cannot be combined with --resume" in capsys.readouterr().err
