@@ -4,7 +4,8 @@
 
 For every method and size, a fresh Python process (so that peak memory is its own) builds PPO
 on BPS, trains one warm-up iteration (AdaPS/SePS pre-train and cluster in it, K fixed to the
-number of types), then times ``--iters`` iterations (sampling and learning). Reported:
+number of types) and one more, then times whole iterations (sampling and learning) until at
+least ``--seconds`` have passed. Reported:
 trainable parameters (all modules on the Learner), peak resident memory of the process
 (driver = EnvRunner + Learner; includes Ray's driver overhead, the same for all) and its growth
 over the same process's memory after ``ray.init``, env steps/s and agent steps/s. Outputs
@@ -36,7 +37,7 @@ def current_rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def measure(method: str, agents: int, types: int, iters: int, batch: int) -> dict:
+def measure(method: str, agents: int, types: int, min_seconds: float, batch: int) -> dict:
     """One measurement, in this (fresh) process."""
     import ray
     from ray.rllib.algorithms.ppo import PPOConfig
@@ -63,7 +64,7 @@ def measure(method: str, agents: int, types: int, iters: int, batch: int) -> dic
         algo.train()  # warm-up; AdaPS/SePS cluster at its end
         before = int(algo.train()["env_runners"]["num_env_steps_sampled_lifetime"])
         start = time.perf_counter()
-        for _ in range(iters):
+        while time.perf_counter() - start < min_seconds:
             after = int(algo.train()["env_runners"]["num_env_steps_sampled_lifetime"])
         seconds = time.perf_counter() - start
         params = trainable_parameters(algo)
@@ -113,13 +114,13 @@ def main() -> None:
     parser.add_argument("--agents", default="15,30,60,120")
     parser.add_argument("--types", default="3,5")
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--iters", type=int, default=2, help="timed iterations per measurement")
+    parser.add_argument("--seconds", type=float, default=10, help="time whole iterations for at least this long")
     parser.add_argument("--batch", type=int, default=400, help="train batch (env steps)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # "method,agents,types": measure in this process
     args = parser.parse_args()
     if args.one:
         method, agents, types = args.one.split(",")
-        print(json.dumps(measure(method, int(agents), int(types), args.iters, args.batch)))
+        print(json.dumps(measure(method, int(agents), int(types), args.seconds, args.batch)))
         return
 
     out = Path(args.out)
@@ -129,7 +130,7 @@ def main() -> None:
     for types in map(int, args.types.split(",")):
         for agents in map(int, args.agents.split(",")):
             for method in args.methods.split(","):
-                cmd = [sys.executable, __file__, "--one", f"{method},{agents},{types}", "--iters", str(args.iters), "--batch", str(args.batch)]
+                cmd = [sys.executable, __file__, "--one", f"{method},{agents},{types}", "--seconds", str(args.seconds), "--batch", str(args.batch)]
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
                 if done.returncode or not lines:
