@@ -228,7 +228,7 @@ class IdentityPretrainingCallback(RLlibCallback):
             groups = modules[group_ids[0]]
             mapping = algorithm.config.policy_mapping_fn
             self._agent_module = {a: mapping(a, None) for a in self.agent_ids}
-            self._generation = 1 + max((int(m.rsplit("_r", 1)[1]) for m in group_ids if "_r" in m), default=0)
+            self._generation = 1 + max(_generation_of(m) for m in group_ids)
         env_steps = 0
         if getattr(algorithm, "metrics", None) is not None:
             env_steps = int(algorithm.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0))
@@ -388,8 +388,7 @@ class IdentityPretrainingCallback(RLlibCallback):
         """
         previous = dict(self._agent_module) if self._agent_module else {a: self.module_id for a in self.agent_ids}
         old_ids = sorted(set(previous.values()))
-        suffix = f"_r{self._generation}" if self._generation else ""
-        new_ids = [f"group_{k}{suffix}" for k in range(result.num_clusters)]
+        new_ids = _group_module_ids(result.num_clusters, self._generation)
         sources = {}
         for k, new_id in enumerate(new_ids):
             members = [a for a, label in zip(self.agent_ids, result.labels) if label == k]
@@ -459,13 +458,15 @@ class IdentityPretrainingCallback(RLlibCallback):
         if not stored or stored == own or not all(m.startswith("group_") for m in stored):
             return  # nothing to build; SharingMultiRLModule reports any other mismatch
         labels = AdaPSModule.from_checkpoint(module_dir / stored[0]).agent_groups.numpy()
-        suffix = stored[0][stored[0].index("_r"):] if "_r" in stored[0] else ""
-        new_ids = [f"group_{k}{suffix}" for k in range(int(labels.max()) + 1)] if len(labels) else []
-        if len(labels) != len(self.agent_ids) or (labels < 0).any() or sorted(new_ids) != stored:
-            return  # another agent count or layout: left to the module checks to report
+        if len(labels) != len(self.agent_ids) or (labels < 0).any():
+            return  # another agent count, or not clustered: left to the module checks to report
+        new_ids = _group_module_ids(int(labels.max()) + 1, _generation_of(stored[0]))
+        if sorted(new_ids) != stored:
+            return
         logger.info("restoring a SePS checkpoint: building its %d group modules before loading them", len(new_ids))
+        # The generation counter and the rest of the callback's state are adopted from the
+        # restored modules afterwards (_adopt_installed), as for any restore.
         self._replace_group_modules(algorithm, new_ids, labels, states=None)
-        self._generation = 1 + (int(suffix[2:]) if suffix else 0)
 
     def _summarise(self, algorithm, result, num_transitions, collect_seconds, install_seconds, env_steps) -> dict:
         summary = {
@@ -522,6 +523,17 @@ def _remove_module(algorithm, module_id: str, mapping, keep: List[str]) -> None:
     algorithm.config._is_frozen = False
     algorithm.config.rl_module(rl_module_spec=spec)
     algorithm.config.freeze()
+
+
+def _group_module_ids(num_clusters: int, generation: int) -> List[str]:
+    """SePS module ids of one clustering: ``group_k``, then ``group_k_rN`` after re-clustering N."""
+    suffix = f"_r{generation}" if generation else ""
+    return [f"group_{k}{suffix}" for k in range(num_clusters)]
+
+
+def _generation_of(module_id: str) -> int:
+    """The clustering a SePS group module id belongs to (inverse of ``_group_module_ids``)."""
+    return int(module_id.rsplit("_r", 1)[1]) if "_r" in module_id else 0
 
 
 def _agents_and_actions(learner) -> tuple:
