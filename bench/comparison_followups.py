@@ -12,32 +12,19 @@ Same PPO settings as ``bench/learning_comparison.py``. Two questions:
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import numpy as np
 import ray
-from learning_comparison import SCENARIOS, base_config, final_return, method_options  # bench/ is on sys.path
+from learning_comparison import SCENARIOS, final_return, train_and_save  # bench/ is on sys.path
 
 import rllib_adaps
-from rllib_adaps.comparison import run_one
 
 OUT = Path("docs/results/comparison/followups")
 
 
 def run(name: str, scenario: str, method: str, seed: int, env_steps: int, **overrides) -> dict:
-    path = OUT / f"{name}_{method}_s{seed}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    options = {**method_options(method, SCENARIOS[scenario]), **overrides}
-    start = time.time()
-    result = run_one(base_config(SCENARIOS[scenario]), method, seed, env_steps, options, scenario=scenario)
-    result["wall_seconds"] = round(time.time() - start, 1)
-    result["pretraining"] = {k: v for k, v in result["pretraining"].items() if isinstance(v, (int, float, str, list, bool, type(None)))}
-    OUT.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result))
-    return result
+    return train_and_save(OUT / f"{name}_{method}_s{seed}.json", scenario, method, seed, env_steps, **overrides)
 
 
 def main() -> None:

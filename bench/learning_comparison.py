@@ -89,11 +89,26 @@ def method_options(method: str, scenario: dict) -> dict:
     return options
 
 
+def train_and_save(path: Path, scenario: str, method: str, seed: int, env_steps: int, **overrides) -> dict:
+    """One run (``rllib_adaps.comparison.run_one``), saved as JSON at ``path``; loaded if it exists."""
+    from rllib_adaps.comparison import run_one
+
+    if path.exists():
+        return json.loads(path.read_text())
+    options = {**method_options(method, SCENARIOS[scenario]), **overrides}
+    start = time.time()
+    run = run_one(base_config(SCENARIOS[scenario]), method, seed, env_steps, options, scenario=scenario)
+    run["wall_seconds"] = round(time.time() - start, 1)
+    run["pretraining"] = {k: v for k, v in run["pretraining"].items() if isinstance(v, (int, float, str, list, bool, type(None)))}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run))
+    return run
+
+
 def run_all(out: Path, scenarios: list[str], methods: list[str], seeds: list[int], budget_scale: float) -> None:
     import ray
 
     import rllib_adaps
-    from rllib_adaps.comparison import run_one
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     rllib_adaps.register_envs()
@@ -105,15 +120,9 @@ def run_all(out: Path, scenarios: list[str], methods: list[str], seeds: list[int
                 if path.exists():
                     continue
                 steps = int(scenario["env_steps"] * budget_scale)
-                start = time.time()
                 print(f"[{time.strftime('%H:%M:%S')}] {name} {method} seed {seed}: {steps} env steps", flush=True)
-                run = run_one(base_config(scenario), method, seed, steps, method_options(method, scenario), scenario=name)
-                run["wall_seconds"] = round(time.time() - start, 1)
-                run["pretraining"] = {k: v for k, v in run["pretraining"].items() if isinstance(v, (int, float, str, list, bool, type(None)))}
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(run))
-                last = run["rows"][-1]
-                print(f"    done in {run['wall_seconds']} s, last return {last['episode_return_mean']:.3f}, "
+                run = train_and_save(path, name, method, seed, steps)
+                print(f"    done in {run['wall_seconds']} s, last return {run['rows'][-1]['episode_return_mean']:.3f}, "
                       f"params {run['parameters']}, ARI {run['pretraining'].get('adjusted_rand_index')}", flush=True)
     ray.shutdown()
 
@@ -217,26 +226,15 @@ def plot_curves(out, scenarios, methods, runs) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rllib_adaps.comparison import curve_on_grid
+    from rllib_adaps.comparison import draw_learning_curves
 
     cols = 2
     rows = (len(scenarios) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(12, 4.2 * rows), squeeze=False)
     for ax, s in zip(axes.flat, scenarios):
-        grid = np.linspace(0, SCENARIOS[s]["env_steps"], 60)
-        for m in methods:
-            seeds = [r for r in runs if r["scenario"] == s and r["method"] == m]
-            if not seeds:
-                continue
-            curves = np.stack([curve_on_grid(r["rows"], grid) for r in seeds])
-            with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
-                __import__("warnings").simplefilter("ignore")
-                mean, low, high = np.nanmean(curves, 0), np.nanmin(curves, 0), np.nanmax(curves, 0)
-            line, = ax.plot(grid, mean, label=m)
-            ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.15)
+        scenario_rows = [row for m in methods for r in runs if r["scenario"] == s and r["method"] == m for row in r["rows"]]
+        draw_learning_curves(ax, scenario_rows, np.linspace(0, SCENARIOS[s]["env_steps"], 60), alpha=0.15)
         ax.set_title(SCENARIOS[s]["title"], fontsize=10)
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("mean episode return")
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(scenarios):]:
         ax.axis("off")

@@ -90,24 +90,30 @@ def curve_on_grid(rows: List[dict], grid: np.ndarray) -> np.ndarray:
     return out
 
 
+def draw_learning_curves(ax, rows: List[dict], grid: np.ndarray, alpha: float = 0.2) -> None:
+    """Per method: mean over seeds and the min-max band, on ``grid`` (the paper's Figure 3)."""
+    import warnings
+
+    for method in dict.fromkeys(r["method"] for r in rows):
+        seeds = sorted({r["seed"] for r in rows if r["method"] == method})
+        curves = np.stack([curve_on_grid([r for r in rows if r["method"] == method and r["seed"] == s], grid) for s in seeds])
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before the first episode
+            mean, low, high = np.nanmean(curves, axis=0), np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
+        line, = ax.plot(grid, mean, label=method)
+        ax.fill_between(grid, low, high, color=line.get_color(), alpha=alpha)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("mean episode return")
+
+
 def plot_learning_curves(rows: List[dict], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    grid = np.linspace(0, max(r["env_steps"] for r in rows), 100)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method in methods:
-        seeds = sorted({r["seed"] for r in rows if r["method"] == method})
-        curves = np.stack([curve_on_grid([r for r in rows if r["method"] == method and r["seed"] == s], grid) for s in seeds])
-        with np.errstate(all="ignore"):
-            mean = np.nanmean(curves, axis=0)
-        line, = ax.plot(grid, mean, label=method)
-        ax.fill_between(grid, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0), color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("mean episode return")
+    draw_learning_curves(ax, rows, np.linspace(0, max(r["env_steps"] for r in rows), 100))
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
