@@ -3,15 +3,16 @@
 Importing the package registers its envs (``lbf``, ``crware``, ``bps``) with Ray Tune.
 """
 
-from rllib_adaps.callback import IdentityPretrainingCallback, PretrainingOptions
+from rllib_adaps.callback import IdentityPretrainingCallback, SharingCallback
 from rllib_adaps.connectors import AgentIndexConnector, AgentIndexObservations
+from rllib_adaps.engine import AdaPSModule, ParameterSharingModule
 from rllib_adaps.envs import register_envs
 from rllib_adaps.mapping import AgentModuleMapping
-from rllib_adaps.module import AdaPSModule
+from rllib_adaps.methods import METHODS, PretrainingOptions, SharingOptionError, get_method
 from rllib_adaps.multi_module import CheckpointMismatchError, SharingMultiRLModule
-from rllib_adaps.sharing import METHODS, a2c_settings, configure_sharing
+from rllib_adaps.sharing import a2c_settings, configure_sharing
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 register_envs()
 
@@ -23,9 +24,13 @@ __all__ = [
     "CheckpointMismatchError",
     "IdentityPretrainingCallback",
     "METHODS",
+    "ParameterSharingModule",
     "PretrainingOptions",
+    "SharingCallback",
     "SharingMultiRLModule",
+    "SharingOptionError",
     "a2c_settings",
     "configure_sharing",
+    "get_method",
     "register_envs",
 ]

@@ -26,7 +26,12 @@ def padded_index_space(spaces: Sequence[gym.spaces.Box], obs_dim: int, num_agent
 
 
 class AgentIndexObservations(MultiAgentObservationPreprocessor):
-    """Pads each agent's flat observation to ``obs_dim`` and appends its index (float)."""
+    """Pads each agent's flat observation to ``obs_dim`` and appends its index (float).
+
+    Vectorised over the agents of a step: agents with observations of one size are stacked
+    and written into one output array in a single assignment (one group per distinct size,
+    so one group for envs whose agents all observe the same size).
+    """
 
     def __init__(
         self,
@@ -39,11 +44,7 @@ class AgentIndexObservations(MultiAgentObservationPreprocessor):
     ):
         self.agent_ids = list(agent_ids)
         self.obs_dim = int(obs_dim)
-        # Per agent: zeros for the padding, then the index. One concatenate per agent-step.
-        self._suffix = {
-            agent: np.concatenate([np.zeros(0, np.float32), [float(i)]]).astype(np.float32)
-            for i, agent in enumerate(self.agent_ids)
-        }
+        self._index = {agent: float(i) for i, agent in enumerate(self.agent_ids)}
         super().__init__(input_observation_space, input_action_space, **kwargs)
 
     def recompute_output_observation_space(self, input_observation_space, input_action_space):
@@ -51,23 +52,29 @@ class AgentIndexObservations(MultiAgentObservationPreprocessor):
             return input_observation_space
         spaces = {}
         for agent, space in input_observation_space.spaces.items():
-            if agent not in self._suffix:
+            if agent not in self._index:
                 raise ValueError(f"Agent {agent!r} is not among the agents this run was set up for: {self.agent_ids}.")
-            pad = self.obs_dim - int(np.prod(space.shape))
-            if len(space.shape) != 1 or pad < 0:
+            if len(space.shape) != 1 or int(space.shape[0]) > self.obs_dim:
                 raise ValueError(
                     f"Agent {agent!r} has observation space {space}; a flat Box of at most {self.obs_dim} dims is needed."
                 )
-            self._suffix[agent] = np.concatenate([np.zeros(pad), [float(self.agent_ids.index(agent))]]).astype(np.float32)
             spaces[agent] = padded_index_space([space], self.obs_dim, len(self.agent_ids))
         return gym.spaces.Dict(spaces)
 
     def preprocess(self, observations: Dict[str, Any], episode) -> Dict[str, np.ndarray]:
-        suffix = self._suffix
-        return {
-            agent: np.concatenate((obs, suffix[agent]), dtype=np.float32, casting="unsafe")
-            for agent, obs in observations.items()
-        }
+        agents = list(observations)
+        out = np.zeros((len(agents), self.obs_dim + 1), dtype=np.float32)
+        out[:, -1] = [self._index[a] for a in agents]
+        values = list(observations.values())
+        sizes = {np.shape(v)[-1] for v in values}
+        if len(sizes) == 1:  # the common case: one stack, one assignment
+            size = sizes.pop()
+            out[:, :size] = np.stack(values)
+        else:
+            for size in sizes:
+                rows = [i for i, v in enumerate(values) if np.shape(v)[-1] == size]
+                out[rows, :size] = np.stack([values[i] for i in rows])
+        return dict(zip(agents, out))
 
 
 class AgentIndexConnector:

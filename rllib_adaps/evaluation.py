@@ -1,33 +1,55 @@
-"""Roll out a checkpoint and report mean returns, overall and per agent group."""
+"""Roll out a checkpoint and report mean returns, overall and per agent group, with sampled or greedy actions."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 
-from rllib_adaps.module import AdaPSModule
+from rllib_adaps.callback import SHARED_MODULE_ID
 
 
 def agent_groups(runner: MultiAgentEnvRunner, agent_ids) -> Dict[str, str]:
-    """Agent -> group name: its module, or its AdaPS cluster within a shared module."""
-    groups = {}
-    for agent in agent_ids:
-        module_id = runner.config.policy_mapping_fn(agent, None)
-        module = runner.module[module_id]
-        if isinstance(module, AdaPSModule) and module.masking == "cluster" and module.is_clustered():
-            groups[agent] = f"cluster_{int(module.agent_groups[module.agent_ids.index(agent)])}"
-        else:
-            groups[agent] = module_id
-    return groups
+    """Agent -> group name: its cluster (AdaPS, SePS), itself (NoPS), or ``shared``."""
+    module = runner.module[SHARED_MODULE_ID]
+    index = [module.agent_ids.index(a) for a in agent_ids]
+    if module.is_clustered():
+        return {a: f"cluster_{int(module.agent_cluster[i])}" for a, i in zip(agent_ids, index)}
+    slices = module.agent_slice.tolist()
+    if len(set(slices)) == len(slices) > 1:
+        return {a: a for a in agent_ids}
+    return {a: SHARED_MODULE_ID for a in agent_ids}
 
 
-def evaluate(checkpoint: str, episodes: int = 10, env: Optional[str] = None, explore: bool = False) -> Dict[str, Any]:
-    """Restores the Algorithm at ``checkpoint`` and runs ``episodes`` episodes on the driver."""
+#: How actions are chosen during evaluation: ``sampled`` draws them from the policy's
+#: distribution, as the EnvRunners do in training (so the numbers compare with the training
+#: metrics); ``greedy`` takes the most likely action.
+MODES = ("sampled", "greedy")
+
+
+def evaluate(checkpoint: str, episodes: int = 10, env: Optional[str] = None, mode: str = "sampled") -> Dict[str, Any]:
+    """Restores the Algorithm at ``checkpoint`` and runs ``episodes`` episodes on the driver.
+
+    ``mode``: ``"sampled"`` (default, as in training) or ``"greedy"``; see ``MODES``.
+    """
+    return evaluate_modes(checkpoint, episodes=episodes, env=env, modes=(mode,))[mode]
+
+
+def evaluate_modes(
+    checkpoint: str, episodes: int = 10, env: Optional[str] = None, modes: Sequence[str] = MODES
+) -> Dict[str, Dict[str, Any]]:
+    """``evaluate`` for each of ``modes`` from one restore: ``{mode: report}``.
+
+    Each report: ``mode``, ``episodes``, ``mean_return`` (sum over agents, per episode),
+    ``mean_return_per_group`` (per agent) and ``groups`` (group -> agents).
+    """
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise ValueError(f"Unknown evaluation mode(s) {unknown}: choose from {list(MODES)}.")
     algo = Algorithm.from_checkpoint(checkpoint)
     try:
         config = algo.config.copy(copy_frozen=False)
@@ -41,11 +63,17 @@ def evaluate(checkpoint: str, episodes: int = 10, env: Optional[str] = None, exp
     runner = MultiAgentEnvRunner(config=config)
     try:
         runner.module.set_state(module_state)
-        done = runner.sample(num_episodes=episodes, explore=explore)
         agent_ids = runner.env.envs[0].unwrapped.possible_agents
         groups = agent_groups(runner, agent_ids)
+        episodes_by_mode = {
+            mode: runner.sample(num_episodes=episodes, explore=mode == "sampled", force_reset=True) for mode in modes
+        }
     finally:
         runner.stop()
+    return {mode: _report(mode, done, groups) for mode, done in episodes_by_mode.items()}
+
+
+def _report(mode: str, done, groups: Dict[str, str]) -> Dict[str, Any]:
     totals = [float(ep.get_return()) for ep in done]
     per_group: Dict[str, list] = defaultdict(list)
     for ep in done:
@@ -55,6 +83,7 @@ def evaluate(checkpoint: str, episodes: int = 10, env: Optional[str] = None, exp
     for agent, group in groups.items():
         members[group].append(agent)
     return {
+        "mode": mode,
         "episodes": len(done),
         "mean_return": float(np.mean(totals)),
         "mean_return_per_group": {g: float(np.mean(v)) for g, v in sorted(per_group.items())},

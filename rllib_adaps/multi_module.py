@@ -1,10 +1,12 @@
 """The MultiRLModule of every sharing method: refuses checkpoints with other module ids.
 
 RLlib's ``MultiRLModule`` restores only the modules it already has and skips the others
-without a word, so an AdaPS checkpoint (one module, ``shared``) loaded into a NoPS run (one
-module per agent) leaves every module at its initial weights and training goes on as if
-nothing happened. Checkpoints of the same module ids but another method or agent count are
-refused by ``AdaPSModule.set_state``.
+without a word: a checkpoint whose modules have other ids would leave the run's module at its
+initial weights while training goes on as if nothing happened. Every method now has exactly
+one module, ``shared``; checkpoints with other module ids come from rllib-adaps releases before
+the one-engine change (NoPS and SePS had a module per agent or cluster) or from other code.
+Checkpoints of the same module id but another method, layout or agent count are refused by
+``ParameterSharingModule.set_state``.
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ class SharingMultiRLModule(MultiRLModule):
                 raise CheckpointMismatchError(
                     f"The checkpoint at {path} holds RLModules {stored}, but this run has {own}; RLlib "
                     "would restore only the common ones and leave the rest untrained without a warning. "
-                    "Module ids follow the sharing method: NoPS has one module per agent id; FuPS, "
-                    "FuPS+id, SNP-PS and AdaPS one module 'shared'; SePS one module per cluster "
-                    "('group_k'). Restore into a run with the same method and env, or use "
-                    "Algorithm.from_checkpoint(path), which rebuilds the modules the checkpoint holds."
+                    "Every sharing method of this rllib-adaps release uses one module, 'shared'; a checkpoint "
+                    "with per-agent ('agent_i') or per-cluster ('group_k') modules was written by a release "
+                    "before the one-engine change (0.1.x) and cannot be loaded into this one: retrain, or "
+                    "load it with the release that wrote it."
                 )
         return super().restore_from_path(path, *args, component=component, **kwargs)

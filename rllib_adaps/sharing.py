@@ -1,20 +1,14 @@
 """``configure_sharing``: one call that turns a multi-agent AlgorithmConfig into a run of a method.
 
-| method    | modules                          | agents told apart by                      |
-|-----------|----------------------------------|-------------------------------------------|
-| ``nops``    | one ``AdaPSModule`` per agent      | separate networks                         |
-| ``fups``    | one shared module                | not at all                                |
-| ``fups_id`` | one shared module                | one-hot agent index appended to the input |
-| ``snp``     | one shared module                | fixed random pruning mask per agent       |
-| ``adaps``   | one shared module                | cluster masks after identity pre-training |
-| ``seps``    | one shared module, then K groups | one module per cluster after pre-training |
+Every method runs on one ``ParameterSharingModule`` under the module id ``"shared"``; every
+agent maps to it, and the module's tables route each agent to its parameter slice and mask
+(see ``rllib_adaps.engine``). Methods themselves live in ``rllib_adaps.methods``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List
 
 import gymnasium as gym
 import numpy as np
@@ -26,21 +20,15 @@ from ray.rllib.env.env_context import EnvContext
 from ray.rllib.utils import force_list
 from ray.tune.registry import ENV_CREATOR, _global_registry
 
-from rllib_adaps.callback import (
-    SHARED_MODULE_ID,
-    IdentityPretrainingCallback,
-    PretrainingOptions,
-)
+from rllib_adaps.callback import SHARED_MODULE_ID, SharingCallback
 from rllib_adaps.connectors import AgentIndexConnector, padded_index_space
+from rllib_adaps.engine import SUPPORTED_RLLIB_KEYS, ParameterSharingModule, check_model_config
 from rllib_adaps.envs import ENV_CLASSES, register_envs
 from rllib_adaps.mapping import AgentModuleMapping
-from rllib_adaps.masks import check_threshold
-from rllib_adaps.module import MASKABLE_NETWORKS, AdaPSModule
+from rllib_adaps.methods import METHODS, get_method
 from rllib_adaps.multi_module import SharingMultiRLModule
 
-METHODS = ("nops", "fups", "fups_id", "seps", "snp", "adaps")
-
-#: The papers' network and optimiser settings (MLP 64x64 for actor and critic).
+#: The papers' network settings (MLP 64x64 for actor and critic).
 PAPER_MODEL_CONFIG = {"fcnet_hiddens": [64, 64], "fcnet_activation": "relu", "vf_share_layers": False}
 
 
@@ -109,89 +97,52 @@ def _check_spaces(info: EnvAgents, pad_observations: bool) -> None:
 
 
 def module_spec(info: EnvAgents, model_config: Dict[str, Any]) -> RLModuleSpec:
-    """The ``AdaPSModule`` spec for agents ``info`` with ``model_config``."""
+    """The engine's spec for agents ``info`` with ``model_config``."""
     spaces = [info.observation_spaces[a] for a in info.agent_ids]
     return RLModuleSpec(
-        module_class=AdaPSModule,
+        module_class=ParameterSharingModule,
         observation_space=padded_index_space(spaces, info.obs_dim, len(info.agent_ids)),
         action_space=gym.spaces.Discrete(max(info.action_sizes)),
         model_config=model_config,
     )
 
 
-def configure_sharing(
-    config: AlgorithmConfig,
-    method: str,
-    *,
-    mask_threshold: float = 0.2,
-    masked_networks: Sequence[str] = MASKABLE_NETWORKS,
-    pruning_rate: float = 0.5,
-    mask_seed: int = 0,
-    pad_observations: bool = True,
-    **pretraining: Any,
-) -> AlgorithmConfig:
+def configure_sharing(config: AlgorithmConfig, method: str, *, pad_observations: bool = True, **options: Any) -> AlgorithmConfig:
     """Returns a copy of ``config`` set up to train its multi-agent env with ``method``.
 
     Args:
         config: an AlgorithmConfig (PPO, APPO, IMPALA) whose env is multi-agent.
-        method: one of ``METHODS``.
-        mask_threshold: AdaPS lambda in (0, 1).
-        masked_networks: which of actor/critic AdaPS and SNP-PS mask.
-        pruning_rate: SNP-PS share of neurons pruned per layer, in [0, 1).
-        mask_seed: seed of the AdaPS mapping network and of the SNP-PS masks.
+        method: one of ``METHODS`` (``nops``, ``fups``, ``fups_id``, ``seps``, ``snp``, ``adaps``).
         pad_observations: zero-pad observations of different sizes to the largest.
-        **pretraining: ``PretrainingOptions`` for ``adaps`` and ``seps`` (``num_clusters``,
-            ``pretrain_env_steps``, ``identity_env_steps``, ``z_dim``, ...).
+        **options: the method's options (``rllib_adaps.methods``): ``snp``: ``pruning_rate``,
+            ``mask_seed``, ``masked_networks``; ``seps``: ``PretrainingOptions`` (``num_clusters``,
+            ``pretrain_env_steps``, ``identity_env_steps``, ``z_dim``, ...); ``adaps``: those plus
+            ``mask_threshold``, ``mask_seed``, ``masked_networks``. Others take none.
     """
-    if method not in METHODS:
-        close = difflib.get_close_matches(str(method), METHODS, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ValueError(f"Unknown sharing method {method!r}.{hint} Choose one of {list(METHODS)}.")
-    check_threshold(mask_threshold)
-    if set(masked_networks) - set(MASKABLE_NETWORKS) or not masked_networks:
-        raise ValueError(f"masked_networks must be a non-empty subset of {MASKABLE_NETWORKS}, got {list(masked_networks)}.")
-    if not 0.0 <= pruning_rate < 1.0:
-        raise ValueError(f"pruning_rate must be in [0, 1), got {pruning_rate}.")
-    uses_pretraining = method in ("adaps", "seps")
-    if pretraining and not uses_pretraining:
-        raise ValueError(f"Options {sorted(pretraining)} apply to identity pre-training, which '{method}' does not use.")
-    options = PretrainingOptions.from_dict({"mask_threshold": mask_threshold, "seed": mask_seed, **pretraining})
-
+    method_class = get_method(method)
     config = config.copy(copy_frozen=False)
     info = describe_env(config)
     _check_spaces(info, pad_observations)
-    if uses_pretraining:
-        options.validate(len(info.agent_ids))
-
+    sharing = method_class(options, num_agents=len(info.agent_ids))  # validates the options
+    user = check_model_config({k: v for k, v in config.model_config.items()})
     model_config = {
         **PAPER_MODEL_CONFIG,
-        **{k: v for k, v in config.model_config.items() if k in ("fcnet_hiddens", "fcnet_activation", "vf_share_layers")},
+        **{k: user[k] for k in SUPPORTED_RLLIB_KEYS if k in config.model_config},
         "agent_ids": list(info.agent_ids),
         "action_sizes": info.action_sizes,
-        "agent_id_input": method == "fups_id",
-        "masking": {"snp": "random", "adaps": "cluster"}.get(method, "none"),
-        "masked_networks": list(masked_networks),
-        "mask_threshold": mask_threshold,
-        "pruning_rate": pruning_rate,
-        "mask_seed": mask_seed,
-        "sharing_method": method,
+        **sharing.module_config(),
     }
     spec = module_spec(info, model_config)
-    if method == "nops":
-        agent_to_module = {a: a for a in info.agent_ids}
-    else:
-        agent_to_module = {a: SHARED_MODULE_ID for a in info.agent_ids}
-    specs = {mid: dataclasses.replace(spec) for mid in sorted(set(agent_to_module.values()))}
-
-    config.multi_agent(policies=set(specs), policy_mapping_fn=AgentModuleMapping(agent_to_module), policies_to_train=None)
-    config.rl_module(rl_module_spec=MultiRLModuleSpec(multi_rl_module_class=SharingMultiRLModule, rl_module_specs=specs))
+    config.multi_agent(
+        policies={SHARED_MODULE_ID},
+        policy_mapping_fn=AgentModuleMapping({a: SHARED_MODULE_ID for a in info.agent_ids}),
+        policies_to_train=None,
+    )
+    config.rl_module(rl_module_spec=MultiRLModuleSpec(multi_rl_module_class=SharingMultiRLModule, rl_module_specs={SHARED_MODULE_ID: spec}))
     config.env_runners(env_to_module_connector=_with_user_connector(config, AgentIndexConnector(info.agent_ids, info.obs_dim)))
-    if uses_pretraining:
-        callback = IdentityPretrainingCallback.configured(
-            method=method, agent_ids=info.agent_ids, **dataclasses.asdict(options)
-        )
-        existing = [c for c in force_list(config.callbacks_class) if c is not RLlibCallback]
-        config.callbacks(callbacks_class=[*existing, callback] if existing else callback)
+    callback = SharingCallback.configured(method=method, agent_ids=info.agent_ids, **options)
+    existing = [c for c in force_list(config.callbacks_class) if c is not RLlibCallback]
+    config.callbacks(callbacks_class=[*existing, callback] if existing else callback)
     return config
 
 
@@ -224,14 +175,15 @@ def a2c_settings(
     vf_loss_coeff: float = 0.5,
     gamma: float = 0.99,
 ) -> AlgorithmConfig:
-    """PPO settings that take the papers' A2C gradient: one epoch, one minibatch, no KL term.
+    """PPO settings that take the papers' A2C step: one optimizer step per iteration, no KL term.
 
-    On the first (only) pass the probability ratio is exactly 1, so the clipped surrogate's
-    gradient is the policy gradient ``-A * grad log pi``; GAE with lambda 1 gives n-step
-    returns over each rollout; the value loss is ``vf_loss_coeff * (V - target)^2`` unclipped.
-    RLlib standardises advantages per batch, which plain A2C does not.
+    ``num_epochs=1`` with ``minibatch_size=None`` makes RLlib take the whole train batch as one
+    minibatch (one optimizer step on the one module, whatever the number of agent rows). On that
+    only pass the probability ratio is exactly 1, so the clipped surrogate's gradient is the
+    policy gradient ``-A * grad log pi``; GAE with lambda 1 gives n-step returns over each
+    rollout; the value loss is ``vf_loss_coeff * (V - target)^2`` unclipped. RLlib standardises
+    advantages per batch, which plain A2C does not.
     """
-    batch = config.train_batch_size_per_learner
     return config.copy(copy_frozen=False).training(
         lr=lr,
         gamma=gamma,
@@ -239,7 +191,7 @@ def a2c_settings(
         entropy_coeff=entropy_coeff,
         vf_loss_coeff=vf_loss_coeff,
         num_epochs=1,
-        minibatch_size=batch,
+        minibatch_size=None,
         use_kl_loss=False,
         kl_coeff=0.0,
         vf_clip_param=float("inf"),

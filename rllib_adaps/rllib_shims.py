@@ -1,0 +1,62 @@
+"""Every workaround for an RLlib 2.60 quirk, in one place (each says what it works around).
+
+1. ``LearnerGroup.foreach_learner`` returns plain values for a local Learner but result
+   objects for remote ones: ``foreach_learner`` returns plain values for both.
+2. Weights pushed to remote EnvRunners after a restore are not awaited
+   (``sync_weights(timeout_seconds=0)``), evaluation EnvRunners get none, and a push is
+   dropped while another is in flight: right after ``Algorithm.from_checkpoint`` a remote
+   EnvRunner held a freshly initialised module until the next ``train()``.
+   ``run_after_restores`` makes every restore end with an awaited push to every EnvRunner.
+3. ``Algorithm.from_checkpoint`` and ``restore_from_path`` fire no callback
+   (``on_checkpoint_loaded`` fires only on Tune's restore path); ``run_after_restores`` is the
+   hook for all three paths (Tune's ``load_checkpoint`` calls ``restore_from_path`` too).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, List
+
+import ray
+from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE
+
+
+def foreach_learner(algorithm, fn: Callable[[Any], Any]) -> List[Any]:
+    """``fn(learner)`` on every Learner; plain results for local and remote Learners alike."""
+    results = algorithm.learner_group.foreach_learner(fn)
+    if isinstance(results, list):
+        return results
+    return [call.get() for call in results]
+
+
+def env_runner_groups(algorithm) -> list:
+    """The training and (if any) evaluation EnvRunner groups."""
+    return [g for g in (algorithm.env_runner_group, getattr(algorithm, "eval_env_runner_group", None)) if g is not None]
+
+
+def push_modules_to_env_runners(algorithm) -> None:
+    """Sends the Learners' inference-only module state to every EnvRunner and waits for it."""
+    state = algorithm.learner_group.get_state(components=f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}", inference_only=True)
+    ref = ray.put({COMPONENT_RL_MODULE: state[COMPONENT_LEARNER][COMPONENT_RL_MODULE]})
+
+    def load(env_runner):
+        env_runner.set_state(ray.get(ref))
+
+    for group in env_runner_groups(algorithm):
+        group.foreach_env_runner(load, local_env_runner=True, timeout_seconds=None)
+
+
+def run_after_restores(algorithm, after: Callable[[Any], None]) -> None:
+    """Makes every restore of ``algorithm`` end with an awaited push, then ``after(algorithm)``.
+
+    Set on the instance: ``Algorithm.from_checkpoint`` builds the Algorithm (firing
+    ``on_algorithm_init``, where this is called) and then calls ``restore_from_path`` on it.
+    """
+    original = algorithm.restore_from_path
+
+    def restore_from_path(path, *args, **kwargs):
+        out = original(path, *args, **kwargs)
+        push_modules_to_env_runners(algorithm)
+        after(algorithm)
+        return out
+
+    algorithm.restore_from_path = restore_from_path
