@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 import runpy
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -32,7 +33,8 @@ import yaml
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.algorithms.registry import ALGORITHMS
 
-from rllib_adaps.sharing import METHODS, configure_sharing
+from rllib_adaps import METHODS, configure_sharing
+from rllib_adaps.envs import ENV_CLASSES, EnvConfigError
 
 EXPERIMENT_KEYS = ("run", "env", "stop", "config", "sharing", "checkpoint_config", "num_samples", "storage_path")
 CHECKPOINT_KEYS = ("checkpoint_frequency", "checkpoint_at_end", "num_to_keep")
@@ -57,6 +59,45 @@ class Experiment:
 def _closest(word: str, options) -> str:
     close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.5)
     return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def check_env_name(env: Any, source: str) -> None:
+    """An env given by name must be registered with Tune (this package's are) or with Gymnasium."""
+    if not isinstance(env, str):
+        return
+    from ray.tune.registry import ENV_CREATOR, _global_registry
+
+    if env in ENV_CLASSES and not _global_registry.contains(ENV_CREATOR, env):
+        from rllib_adaps.envs import register_envs
+
+        register_envs()  # registrations live in the Ray instance: restore them after a restart
+    if _global_registry.contains(ENV_CREATOR, env):
+        return
+    try:
+        import gymnasium
+
+        if env in gymnasium.envs.registry:
+            return
+    except ImportError:  # pragma: no cover
+        pass
+    raise ExperimentError(
+        f"Unknown env '{env}' in {source} (key 'env').{_closest(env, ENV_CLASSES)} This package's envs: "
+        f"{sorted(ENV_CLASSES)}; other envs must be registered with ray.tune.register_env() (in a .py experiment file)."
+    )
+
+
+def check_checkpoint_config(values: Dict[str, Any], source: str) -> None:
+    for key in values:
+        if key not in CHECKPOINT_KEYS:
+            raise ExperimentError(f"Unknown checkpoint_config key '{key}' in {source}.{_closest(key, CHECKPOINT_KEYS)} Valid: {list(CHECKPOINT_KEYS)}.")
+    frequency = values.get("checkpoint_frequency", 0)
+    if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 0:
+        raise ExperimentError(f"'checkpoint_config.checkpoint_frequency' in {source} must be an integer >= 0 (0: only at the end), got {frequency!r}.")
+    keep = values.get("num_to_keep")
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+        raise ExperimentError(f"'checkpoint_config.num_to_keep' in {source} must be an integer >= 1 or null (keep all), got {keep!r}.")
+    if not isinstance(values.get("checkpoint_at_end", True), bool):
+        raise ExperimentError(f"'checkpoint_config.checkpoint_at_end' in {source} must be true or false, got {values['checkpoint_at_end']!r}.")
 
 
 def load_file(path: str | Path) -> Dict[str, Any] | AlgorithmConfig:
@@ -137,14 +178,17 @@ def parse_experiment(data: Dict[str, Any] | Dict[str, Any], source: str = "<dict
         if required not in spec:
             raise ExperimentError(f"Experiment '{name}' in {source} needs '{required}'.")
     config = algorithm_config(spec["run"])
+    if not isinstance(spec.get("config") or {}, dict):
+        raise ExperimentError(f"'config' in {source} must be a mapping of AlgorithmConfig keys, got {spec['config']!r}.")
     config_values = dict(spec.get("config") or {})
-    env_config = config_values.pop("env_config", {})
+    env_config = config_values.pop("env_config", None) or {}
+    if not isinstance(env_config, dict):
+        raise ExperimentError(f"'config.env_config' in {source} must be a mapping, got {env_config!r}.")
+    check_env_name(spec["env"], source)
     config.environment(spec["env"], env_config=env_config)
     apply_config_dict(config, config_values, f"'{name}.config' of {source}")
     checkpoint_config = dict(spec.get("checkpoint_config") or {})
-    for key in checkpoint_config:
-        if key not in CHECKPOINT_KEYS:
-            raise ExperimentError(f"Unknown checkpoint_config key '{key}' in {source}.{_closest(key, CHECKPOINT_KEYS)} Valid: {list(CHECKPOINT_KEYS)}.")
+    check_checkpoint_config(checkpoint_config, source)
     stop = spec.get("stop") or {}
     if not isinstance(stop, dict):
         raise ExperimentError(f"'stop' in {source} must be a mapping of result keys to values, got {stop!r}.")
@@ -166,15 +210,36 @@ def parse_experiment(data: Dict[str, Any] | Dict[str, Any], source: str = "<dict
 def build_experiment(path: str | Path) -> Experiment:
     """Loads, validates and applies the sharing method of an experiment file."""
     experiment = parse_experiment(load_file(path), str(path))
+    check_env_name(experiment.config.env, str(path))
+    if not isinstance(experiment.sharing, dict):
+        raise ExperimentError(f"'sharing' in {path} must be a mapping such as {{method: adaps, num_clusters: 3}}, got {experiment.sharing!r}.")
     sharing = dict(experiment.sharing)
     method = sharing.pop("method", None)
     if method is not None:
         if method not in METHODS:
-            raise ExperimentError(f"Unknown sharing method '{method}' in {path}.{_closest(method, METHODS)} Choose one of {list(METHODS)}.")
+            raise ExperimentError(
+                f"Unknown sharing method '{method}' in {path} (key 'sharing.method').{_closest(method, METHODS)} "
+                f"Choose one of {list(METHODS)}."
+            )
         try:
             experiment.config = configure_sharing(experiment.config, method, **sharing)
-        except TypeError as err:
-            raise ExperimentError(f"Bad sharing option in {path}: {err}") from None
+        except (ValueError, TypeError) as err:
+            raise _located(err, path, method, sharing) from None
     elif sharing:
         raise ExperimentError(f"'sharing' in {path} has options {sorted(sharing)} but no 'method'.")
     return experiment
+
+
+def _located(err: Exception, path, method: str, sharing: Dict[str, Any]) -> ExperimentError:
+    """The error of ``configure_sharing`` with the file and the key it comes from."""
+    message = str(err)
+    keys = [k for k in sharing if re.search(rf"(?<![\w.]){re.escape(k)}(?!\w)", message)]
+    if keys:
+        where = ", ".join(f"key 'sharing.{k}' (value {sharing[k]!r})" for k in keys)
+    elif isinstance(err, EnvConfigError):
+        where = "key 'config.env_config'"
+    elif type(err).__name__ == "SharingOptionError":
+        where = f"key 'sharing' (method {method})"
+    else:
+        where = "the env and its spaces"
+    return ExperimentError(f"In {path}, {where}: {message}")

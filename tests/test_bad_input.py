@@ -54,8 +54,9 @@ def own(env_config=None):
         (bps, "adaps", {"kl_weight": -1.0}, "kl_weight must be >= 0"),
         (bps, "adaps", {"reconstruct": ["state"]}, "reconstruct must be a non-empty subset"),
         (bps, "adaps", {"recluster_every_env_steps": 0}, "recluster_every_env_steps must be >= 1"),
-        (bps, "adaps", {"n_clusters": 3}, "Unknown pre-training option\\(s\\) \\['n_clusters'\\]"),
-        (bps, "fups", {"num_clusters": 3}, "apply to identity pre-training, which 'fups' does not use"),
+        (bps, "adaps", {"n_clusters": 3},
+         "Unknown option\\(s\\) for sharing method 'adaps': 'n_clusters' \\(did you mean 'num_clusters'\\?\\); valid options: .*'mask_seed'"),
+        (bps, "fups", {"num_clusters": 3}, "sharing method 'fups': 'num_clusters'; it takes no options"),
         (bps, "snp", {"pruning_rate": 1.0}, "pruning_rate must be in \\[0, 1\\)"),
         (bps, "adaps", {"masked_networks": ["policy"]}, "masked_networks must be a non-empty subset"),
         (lambda: own({"obs_dims": [4, 6, 4]}), "adaps", {"pad_observations": False}, "observation sizes \\[4, 6\\].*pad_observations=True"),
@@ -88,7 +89,7 @@ def test_agent_appearing_after_setup_is_a_clear_error():
 
 
 def test_callback_refuses_bad_method_and_options():
-    with pytest.raises(ValueError, match="method must be one of"):
-        rllib_adaps.IdentityPretrainingCallback(method="fups")
-    with pytest.raises(ValueError, match="Unknown pre-training option"):
+    with pytest.raises(ValueError, match="Unknown sharing method 'adapss'. Did you mean 'adaps'"):
+        rllib_adaps.IdentityPretrainingCallback(method="adapss")
+    with pytest.raises(ValueError, match="Unknown option\\(s\\) for sharing method 'adaps': 'clusters' \\(did you mean 'num_clusters'"):
         rllib_adaps.IdentityPretrainingCallback.configured(method="adaps", clusters=3)

@@ -1,8 +1,12 @@
-"""The ``rllib`` command: real training runs in a subprocess, checkpoints, evaluate, user errors."""
+"""The ``rllib`` command: real training runs in a subprocess, checkpoints, evaluate, user errors, help."""
 
+import argparse
+import csv
 import json
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,7 +34,14 @@ def small_copy(tmp_path, name):
 
 
 def run(args, timeout=600):
-    return subprocess.run(RLLIB + args, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    """The command as a user runs it: output to a pipe (not a terminal), Ray's log defaults."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_DEDUP_LOGS", "RAY_COLOR_PREFIX")}
+    return subprocess.run(RLLIB + args, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
+#: What the command hides unless -v (see cli.HARMLESS_MESSAGES), and Tune's config dump.
+HIDDEN = ("on the new API stack", "RLModule(config=", "core_worker.cc", "Install gputil", "reuse_actors",
+          "_disable_action_flattening", "\x1b[")
 
 
 @pytest.mark.parametrize("name", ["adaps_lbf", "seps_bps", "fups_crware", "nops_bps", "snp_lbf", "fups_id_crware"])
@@ -38,8 +49,10 @@ def test_train_file_writes_results_checkpoint_and_evaluates(tmp_path, name):
     path = small_copy(tmp_path, name)
     storage = tmp_path / "results"
     proc = run(["train", "file", str(path), "--stop", '{"training_iteration": 2}', "--storage-path", str(storage)])
+    output = proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    trials = [p for p in (storage / next(iter(yaml.safe_load(path.read_text())))).iterdir() if p.is_dir()]
+    experiment_dir = storage / next(iter(yaml.safe_load(path.read_text())))
+    trials = [p for p in experiment_dir.iterdir() if p.is_dir()]
     assert len(trials) == 1
     trial = trials[0]
     results = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
@@ -47,20 +60,36 @@ def test_train_file_writes_results_checkpoint_and_evaluates(tmp_path, name):
     assert list(trial.glob("events.out.tfevents*")), "TensorBoard files"
     checkpoints = sorted(trial.glob("checkpoint_*"))
     assert checkpoints
+    # Quiet, plain output: the progress table with return and env steps, no harmless warnings.
+    assert not [h for h in HIDDEN if h in output], output[-5000:]
+    assert "return mean" in proc.stdout and "env steps" in proc.stdout and "s/iter" in proc.stdout
+    assert "num_training_step_calls_per_iteration" not in output
+    assert f"trial directory: {trial}" in proc.stdout
+    assert f"tensorboard --logdir {experiment_dir}" in proc.stdout
     if name.startswith(("adaps", "seps")):
         assert results[-1]["identity_pretraining"]["done"]
         clusters = json.loads((trial / "clusters.json").read_text())
         assert clusters["num_clusters"] >= 2 and len(clusters["agent_to_cluster"]) == len(clusters["identities"])
         assert clusters["true_types"] is not None and clusters["adjusted_rand_index"] is not None
+        assert clusters["k_selection"]["chosen"] == clusters["num_clusters"] and clusters["k_selection"]["criterion"]
         assert (trial / "clusters.png").stat().st_size > 1000
-        assert "identity pre-training" in proc.stdout + proc.stderr
+        assert "identity pre-training" in output
+        # K and ARI: in the live table, and in progress.csv from its first row on.
+        table_header = next(line for line in proc.stdout.splitlines() if "return mean" in line)
+        assert " K " in table_header and " ARI " in table_header
+        with open(trial / "progress.csv") as f:
+            header = next(csv.reader(f))
+        assert "identity_pretraining/num_clusters" in header and "identity_pretraining/adjusted_rand_index" in header
+    else:
+        assert not [line for line in proc.stdout.splitlines() if "return mean" in line and " ARI " in line]
     if name in ("adaps_lbf", "seps_bps", "fups_crware"):
-        proc = run(["evaluate", str(checkpoints[-1]), "--episodes", "2"])
+        mode = ["--mode", "both"] if name == "adaps_lbf" else []
+        proc = run(["evaluate", str(checkpoints[-1]), "--episodes", "2", *mode])
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert "mean return" in proc.stdout and "group" in proc.stdout
-        if name.startswith("seps"):
-            assert "group_0" in proc.stdout
-        if name.startswith("adaps"):
+        assert "mode: sampled" in proc.stdout
+        assert ("mode: greedy" in proc.stdout) == (name == "adaps_lbf")
+        if name.startswith(("adaps", "seps")):
             assert "cluster_0" in proc.stdout
 
 
@@ -87,14 +116,24 @@ exp:
         (GOOD.replace("stop:", "stopp:"), "Unknown key 'stopp'.*Did you mean 'stop'"),
         (GOOD.replace("preset: v1}", "preset: v1}, lrr: 0.1"), "Unknown config key 'lrr'.*Did you mean 'lr'"),
         (GOOD.replace("run: PPO", "run: PPOO"), "Unknown algorithm 'PPOO'.*Did you mean 'PPO'"),
-        (GOOD.replace("env: bps", "env: bpss"), "Unknown env 'bpss'"),
-        (GOOD.replace("method: fups", "method: adapss"), "Unknown sharing method 'adapss'.*Did you mean 'adaps'"),
-        (GOOD.replace("method: fups", "method: adaps, mask_threshold: 1.5"), "\\(0, 1\\)"),
-        (GOOD.replace("method: fups", "method: seps, num_clusters: 40"), "num_clusters"),
-        (GOOD.replace("method: fups", "method: adaps, pretrain_env_steps: 0"), "pretrain_env_steps"),
-        (GOOD.replace("method: fups", "method: adaps, z_dim: 0"), "z_dim"),
-        (GOOD.replace("method: fups", "method: adaps, cluster_count: 3"), "Unknown pre-training option"),
-        (GOOD.replace("preset: v1", "preset: v9"), "preset"),
+        (GOOD.replace("env: bps", "env: bpss"), "Unknown env 'bpss' in .*exp.yaml \\(key 'env'\\).*Did you mean 'bps'"),
+        (GOOD.replace("method: fups", "method: adapss"),
+         "Unknown sharing method 'adapss' in .*exp.yaml \\(key 'sharing.method'\\).*Did you mean 'adaps'"),
+        (GOOD.replace("method: fups", "method: adaps, mask_threshold: 1.5"),
+         "In .*exp.yaml, key 'sharing.mask_threshold' \\(value 1.5\\): .*\\(0, 1\\)"),
+        (GOOD.replace("method: fups", "method: seps, num_clusters: 40"),
+         "In .*exp.yaml, key 'sharing.num_clusters' \\(value 40\\): num_clusters \\(K\\) must be in \\[1, 15\\]"),
+        (GOOD.replace("method: fups", "method: adaps, pretrain_env_steps: 0"), "In .*exp.yaml, key 'sharing.pretrain_env_steps'"),
+        (GOOD.replace("method: fups", "method: adaps, z_dim: 0"), "In .*exp.yaml, key 'sharing.z_dim' \\(value 0\\)"),
+        (GOOD.replace("method: fups", "method: adaps, num_cluster: 3"),
+         "In .*exp.yaml, key 'sharing.num_cluster' \\(value 3\\): .*did you mean 'num_clusters'"),
+        (GOOD.replace("method: fups", "method: adaps, cluster_count: 3"), "key 'sharing.cluster_count'.*'mask_seed'"),
+        (GOOD.replace("method: fups", "method: snp, mask_treshold: 0.3"), "key 'sharing.mask_treshold'.*'pruning_rate'"),
+        (GOOD.replace("method: fups", "method: fups, num_clusters: 3"), "key 'sharing.num_clusters'"),
+        (GOOD.replace("preset: v1", "preset: v9"), "In .*exp.yaml, key 'config.env_config': .*preset"),
+        (GOOD + "  checkpoint_config: {checkpoint_frequency: -1}\n", "'checkpoint_config.checkpoint_frequency' in .*exp.yaml"),
+        (GOOD + "  checkpoint_config: {num_to_keep: 0}\n", "'checkpoint_config.num_to_keep' in .*exp.yaml"),
+        (GOOD + "  checkpoint_config: {checkpoint_freq: 3}\n", "checkpoint_config key 'checkpoint_freq'.*Did you mean 'checkpoint_frequency'"),
         (GOOD.replace("stop: {training_iteration: 1}", ""), "no stop criteria"),
     ],
 )
@@ -187,3 +226,48 @@ def test_resume_errors(tmp_path, capsys):
     assert "Nothing to resume at" in capsys.readouterr().err
     assert main(["train", "file", str(path), "--resume", "--stop", '{"training_iteration": 9}']) == 2
     assert "--stop cannot be combined with --resume" in capsys.readouterr().err
+
+
+HELP_PAGES = [["--help"], ["train", "--help"], ["train", "file", "--help"], ["evaluate", "--help"]]
+
+
+@pytest.mark.parametrize("page", HELP_PAGES, ids=["rllib", "train", "train-file", "evaluate"])
+def test_help_does_not_import_ray(page):
+    """Help answers without importing Ray (which takes seconds): the console entry point, in a fresh process."""
+    code = (
+        "import sys\n"
+        "from rllib_adaps.cli import main\n"
+        "try:\n"
+        f"    main({page!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('RAY_IMPORTED' if 'ray' in sys.modules else 'RAY_NOT_IMPORTED')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: rllib" in proc.stdout
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last == "RAY_NOT_IMPORTED", "the help page imported Ray (does rllib_adaps/__init__.py import it eagerly?)"
+
+
+def test_help_describes_every_option_with_its_default():
+    from rllib_adaps.cli import build_parser
+
+    parser = build_parser()
+    assert "examples:" in parser.format_help() and "rllib train file" in parser.format_help()
+    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 (argparse has no public walk)
+    pages = [commands["train"]._subparsers._group_actions[0].choices["file"], commands["evaluate"]]  # noqa: SLF001
+    for page in pages:
+        for action in page._actions:  # noqa: SLF001
+            if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction) or not action.option_strings:
+                continue
+            assert action.help and "default" in action.help, f"{page.prog} {action.option_strings}: {action.help!r}"
+
+
+def test_suite_writes_nothing_into_the_real_home():
+    """conftest points HOME at a temporary directory: Ray's default results directory is in it."""
+    import ray.train.constants
+
+    home = Path.home()
+    assert home.name.startswith("pytest-rllib-adaps-home-") and home.parent == Path(tempfile.gettempdir())
+    assert Path(ray.train.constants.DEFAULT_STORAGE_PATH) == home / "ray_results"
