@@ -1,8 +1,44 @@
+"""Suite-wide set-up: a temporary home directory, and a check that the real one is untouched.
+
+Ray Tune and RLlib write into ``~/ray_results`` by default: Tune runs without a storage path,
+and every ``Algorithm`` built outside Tune (``config.build_algo()``, ``Algorithm.from_checkpoint``,
+also in the ``rllib evaluate`` subprocesses) creates a log directory there. Ray computes that
+default from ``$HOME`` when it is imported, so ``HOME`` points at a temporary directory for the
+whole session, before any test module imports Ray; subprocesses inherit it. The directory is
+removed at the end, and the session fails if the real ``~/ray_results`` changed meanwhile.
+"""
+
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
+REAL_RAY_RESULTS = Path(os.path.expanduser("~/ray_results"))
+
+
+def _listing(path: Path):
+    return sorted(p.name for p in path.iterdir()) if path.is_dir() else None
+
+
+RAY_RESULTS_BEFORE = _listing(REAL_RAY_RESULTS)
+TEST_HOME = Path(tempfile.mkdtemp(prefix="pytest-rllib-adaps-home-"))
+os.environ["HOME"] = str(TEST_HOME)
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(TEST_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_ray_results_untouched():
+    """Fails the session (an error at the last test's teardown) if anything wrote into ~/ray_results."""
+    yield
+    after = _listing(REAL_RAY_RESULTS)
+    added = sorted(set(after or []) - set(RAY_RESULTS_BEFORE or []))
+    assert after == RAY_RESULTS_BEFORE, f"the tests wrote into {REAL_RAY_RESULTS}: {added or after}"
 
 
 @pytest.fixture(scope="module")
