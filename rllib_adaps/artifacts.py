@@ -1,7 +1,9 @@
 """``clusters.json`` and ``clusters.png``: what identity pre-training found, for a researcher.
 
-The picture is a 2-D projection (PCA) of the agents' identity vectors, coloured by cluster
-and marked by ground-truth type where the env exposes one.
+The picture is a 2-D projection (PCA) of the agents' identity vectors: the fill colour is the
+cluster, the marker shape the ground-truth type where the env exposes one; one legend for each.
+``clusters.json`` also says how K was chosen: the criterion, the candidate K values with their
+scores, which candidates were excluded and why, and the K chosen.
 """
 
 from __future__ import annotations
@@ -25,6 +27,42 @@ def project_2d(identities: np.ndarray) -> np.ndarray:
     return np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
 
 
+def k_selection_record(summary: Dict[str, Any]) -> Dict[str, Any]:
+    """How K was chosen, from ``summary["k_selection"]`` (criterion, scores, excluded, chosen).
+
+    Summaries without it (older runs) have only the Davies-Bouldin scores: the record then says
+    which scores were better than the chosen K's, without the reason they were passed over.
+    """
+    chosen = int(summary["num_clusters"])
+    selection = summary.get("k_selection")
+    if selection:
+        scores = {str(k): float(v) for k, v in (selection.get("scores") or {}).items()}
+        excluded = {str(k): str(v) for k, v in (selection.get("excluded") or {}).items()}
+        candidates = sorted({int(k) for k in scores} | {int(k) for k in excluded} | {int(selection.get("chosen", chosen))})
+        return {
+            "criterion": str(selection.get("criterion", "")),
+            "candidates": candidates,
+            "scores": scores,
+            "excluded": excluded,
+            "chosen": int(selection.get("chosen", chosen)),
+        }
+    scores = {str(k): float(v) for k, v in (summary.get("davies_bouldin") or {}).items()}
+    if not scores:
+        return {"criterion": "num_clusters given in the options (no selection)", "candidates": [chosen], "scores": {},
+                "excluded": {}, "chosen": chosen}
+    best_passed_over = {
+        k: "not recorded by this run (its summary has no k_selection); the chosen K's score is worse"
+        for k, v in scores.items() if int(k) != chosen and str(chosen) in scores and v < scores[str(chosen)]
+    }
+    return {
+        "criterion": "davies_bouldin (lower is better)",
+        "candidates": sorted(int(k) for k in scores),
+        "scores": scores,
+        "excluded": best_passed_over,
+        "chosen": chosen,
+    }
+
+
 def write_cluster_artifacts(
     directory: str | Path,
     agent_ids: Sequence[str],
@@ -38,6 +76,7 @@ def write_cluster_artifacts(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -45,6 +84,7 @@ def write_cluster_artifacts(
         "agent_to_cluster": {a: int(k) for a, k in zip(agent_ids, labels)},
         "identities": {a: [float(x) for x in v] for a, v in zip(agent_ids, identities)},
         "num_clusters": int(summary["num_clusters"]),
+        "k_selection": k_selection_record(summary),
         "davies_bouldin": summary.get("davies_bouldin", {}),
         "adjusted_rand_index": summary.get("adjusted_rand_index"),
         "true_types": dict(true_types) if true_types else None,
@@ -55,16 +95,14 @@ def write_cluster_artifacts(
     json_path.write_text(json.dumps(record, indent=2))
 
     points = project_2d(np.asarray(identities, dtype=np.float64))
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = plt.subplots(figsize=(7.5, 5))
     cmap = plt.get_cmap("tab10")
-    types = [true_types[a] for a in agent_ids] if true_types else [0] * len(agent_ids)
+    labels = [int(k) for k in labels]
+    types = [int(true_types[a]) for a in agent_ids] if true_types else [0] * len(agent_ids)
     for type_index in sorted(set(types)):
         rows = [i for i, t in enumerate(types) if t == type_index]
-        ax.scatter(
-            points[rows, 0], points[rows, 1], c=[cmap(int(labels[i]) % 10) for i in rows],
-            marker=MARKERS[type_index % len(MARKERS)], s=70, edgecolors="black",
-            label=f"true type {type_index}" if true_types else None,
-        )
+        ax.scatter(points[rows, 0], points[rows, 1], c=[cmap(labels[i] % 10) for i in rows],
+                   marker=MARKERS[type_index % len(MARKERS)], s=70, edgecolors="black")
     for i, agent in enumerate(agent_ids):
         ax.annotate(agent.replace("agent_", ""), points[i], fontsize=7, xytext=(3, 3), textcoords="offset points")
     ari = summary.get("adjusted_rand_index")
@@ -74,8 +112,25 @@ def write_cluster_artifacts(
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("identity PC 1")
     ax.set_ylabel("identity PC 2")
+    # Two legends: clusters by fill colour (round patches), true types by marker shape drawn in
+    # a neutral colour, so that a type's marker is never read as a cluster's colour.
+    sizes = np.bincount(labels, minlength=max(labels) + 1)
+    cluster_handles = [
+        Line2D([], [], linestyle="", marker="o", markersize=8, markerfacecolor=cmap(k % 10), markeredgecolor="black",
+               label=f"cluster {k} ({sizes[k]} agents)")
+        for k in range(len(sizes)) if sizes[k]
+    ]
+    cluster_legend = ax.legend(handles=cluster_handles, title="cluster (colour)", fontsize=7, title_fontsize=8,
+                               loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     if true_types:
-        ax.legend(fontsize=7, loc="best")
+        ax.add_artist(cluster_legend)
+        type_handles = [
+            Line2D([], [], linestyle="", marker=MARKERS[t % len(MARKERS)], markersize=8, markerfacecolor="white",
+                   markeredgecolor="black", label=f"type {t} ({types.count(t)} agents)")
+            for t in sorted(set(types))
+        ]
+        ax.legend(handles=type_handles, title="true type (marker)", fontsize=7, title_fontsize=8,
+                  loc="lower left", bbox_to_anchor=(1.02, 0.0), borderaxespad=0.0)
     fig.tight_layout()
     png_path = directory / "clusters.png"
     fig.savefig(png_path, dpi=110)
