@@ -5,6 +5,7 @@
 | ``lbf``    | Level-Based Foraging with persistent levels  | ``PersistentLevelForaging`` |
 | ``crware`` | Coloured Multi-Robot Warehouse               | ``ColouredWarehouse``       |
 | ``bps``    | Blind-particle Spread                        | ``BlindParticleSpread``     |
+| ``roles``  | Role Particles (test env for identity pre-training: roles differ in observation size, reward, dynamics) | ``RoleParticles`` |
 
 Use them in RLlib as ``config.environment("bps", env_config={"preset": "v2"})``.
 """
@@ -23,6 +24,7 @@ ENV_CLASSES: dict[str, tuple[str, str]] = {
     "lbf": ("rllib_adaps.envs.lbf", "PersistentLevelForaging"),
     "crware": ("rllib_adaps.envs.coloured_rware", "ColouredWarehouse"),
     "bps": ("rllib_adaps.envs.bps", "BlindParticleSpread"),
+    "roles": ("rllib_adaps.envs.roles", "RoleParticles"),
 }
 _CLASS_TO_NAME = {cls: name for name, (_, cls) in ENV_CLASSES.items()}
 
@@ -71,6 +73,7 @@ __all__ = [
     "EnvConfigError",
     "OrderedParallelEnv",
     "PersistentLevelForaging",
+    "RoleParticles",
     "TypedParallelEnv",
     "agent_names",
     "env_creator",
