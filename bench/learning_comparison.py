@@ -91,7 +91,7 @@ def method_options(method: str, scenario: dict) -> dict:
 
 def train_and_save(path: Path, scenario: str, method: str, seed: int, env_steps: int, **overrides) -> dict:
     """One run (``rllib_adaps.comparison.run_one``), saved as JSON at ``path``; loaded if it exists."""
-    from rllib_adaps.comparison import run_one
+    from comparison import run_one
 
     if path.exists():
         return json.loads(path.read_text())
@@ -143,7 +143,7 @@ def final_return(run: dict) -> float:
 
 
 def aggregate(out: Path) -> None:
-    from rllib_adaps.comparison import CURVE_FIELDS, write_csv
+    from comparison import CURVE_FIELDS, write_csv
 
     runs = load_runs(out)
     if not runs:
@@ -226,7 +226,7 @@ def plot_curves(out, scenarios, methods, runs) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rllib_adaps.comparison import draw_learning_curves
+    from comparison import draw_learning_curves
 
     cols = 2
     rows = (len(scenarios) + cols - 1) // cols

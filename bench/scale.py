@@ -43,7 +43,7 @@ def measure(method: str, agents: int, types: int, min_seconds: float, batch: int
     from ray.rllib.algorithms.ppo import PPOConfig
 
     import rllib_adaps
-    from rllib_adaps.comparison import trainable_parameters
+    from comparison import trainable_parameters
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     rllib_adaps.register_envs()
@@ -65,9 +65,10 @@ def measure(method: str, agents: int, types: int, min_seconds: float, batch: int
         before = int(algo.train()["env_runners"]["num_env_steps_sampled_lifetime"])
         start = time.perf_counter()
         while time.perf_counter() - start < min_seconds:
-            after = int(algo.train()["env_runners"]["num_env_steps_sampled_lifetime"])
+            result = algo.train()
+            after = int(result["env_runners"]["num_env_steps_sampled_lifetime"])
         seconds = time.perf_counter() - start
-        params = trainable_parameters(algo)
+        params = trainable_parameters(result)
     finally:
         algo.stop()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB

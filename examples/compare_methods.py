@@ -10,12 +10,16 @@ model_size.png (trainable parameters relative to FuPS) into --out.
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import ray
 from ray.rllib.algorithms.ppo import PPOConfig
 
 import rllib_adaps
-from rllib_adaps.comparison import compare
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # the comparison helpers live in bench/
+from comparison import compare  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--env", default="bps")

@@ -1,36 +1,56 @@
 """rllib-adaps: adaptive (AdaPS) and selective (SePS) parameter sharing for RLlib.
 
-Importing the package registers its envs (``lbf``, ``crware``, ``bps``) with Ray Tune.
+Importing the package registers its envs (``lbf``, ``crware``, ``bps``) with Ray Tune when Ray
+is already imported (``from ray.rllib... import ...`` first, as usual); otherwise at the first
+use of any name of the package. Names are imported on first use, so the ``rllib`` command's
+help pages answer without importing Ray.
 """
 
-from rllib_adaps.callback import IdentityPretrainingCallback, SharingCallback
-from rllib_adaps.connectors import AgentIndexConnector, AgentIndexObservations
-from rllib_adaps.engine import AdaPSModule, ParameterSharingModule
-from rllib_adaps.envs import register_envs
-from rllib_adaps.mapping import AgentModuleMapping
-from rllib_adaps.methods import METHODS, PretrainingOptions, SharingOptionError, get_method
-from rllib_adaps.multi_module import CheckpointMismatchError, SharingMultiRLModule
-from rllib_adaps.sharing import a2c_settings, configure_sharing
+import importlib
+import sys
 
 __version__ = "0.2.0"
 
-register_envs()
+_EXPORTS = {
+    "AdaPSModule": "rllib_adaps.engine",
+    "ParameterSharingModule": "rllib_adaps.engine",
+    "AgentIndexConnector": "rllib_adaps.connectors",
+    "AgentIndexObservations": "rllib_adaps.connectors",
+    "AgentModuleMapping": "rllib_adaps.mapping",
+    "CheckpointMismatchError": "rllib_adaps.multi_module",
+    "IdentityPretrainingCallback": "rllib_adaps.callback",
+    "SharingCallback": "rllib_adaps.callback",
+    "METHODS": "rllib_adaps.methods",
+    "PretrainingOptions": "rllib_adaps.methods",
+    "SharingOptionError": "rllib_adaps.methods",
+    "get_method": "rllib_adaps.methods",
+    "a2c_settings": "rllib_adaps.sharing",
+    "configure_sharing": "rllib_adaps.sharing",
+    "register_envs": "rllib_adaps.envs",
+}
+__all__ = sorted(_EXPORTS)
+_registered = False
 
-__all__ = [
-    "AdaPSModule",
-    "AgentIndexConnector",
-    "AgentIndexObservations",
-    "AgentModuleMapping",
-    "CheckpointMismatchError",
-    "IdentityPretrainingCallback",
-    "METHODS",
-    "ParameterSharingModule",
-    "PretrainingOptions",
-    "SharingCallback",
-    "SharingMultiRLModule",
-    "SharingOptionError",
-    "a2c_settings",
-    "configure_sharing",
-    "get_method",
-    "register_envs",
-]
+
+def _register_once() -> None:
+    global _registered
+    if not _registered:
+        _registered = True
+        importlib.import_module("rllib_adaps.envs").register_envs()
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'rllib_adaps' has no attribute {name!r}")
+    _register_once()
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])
+
+
+if "ray" in sys.modules:
+    _register_once()

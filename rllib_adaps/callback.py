@@ -30,7 +30,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from rllib_adaps.identity import IdentityResult, fit_identities
 from rllib_adaps.methods import PretrainingOptions, SharingMethod, apply_plan, get_method
-from rllib_adaps.rllib_shims import env_runner_groups, foreach_learner, run_after_restores
+from rllib_adaps.rllib_shims import env_runner_groups, foreach_learner, wrap_restores
 
 logger = logging.getLogger("rllib_adaps")
 if not logger.handlers:  # progress of pre-training must show from inside Tune's trial actors
@@ -144,7 +144,7 @@ class SharingCallback(RLlibCallback):
             self.agent_ids = facts["agent_ids"]
         self.method = self.method_class(self.raw_options, num_agents=len(self.agent_ids))
         self._read_tables(algorithm, facts)
-        run_after_restores(algorithm, self._read_tables)
+        wrap_restores(algorithm, [self.module_id], self._read_tables)
 
     def on_checkpoint_loaded(self, *, algorithm, **kwargs) -> None:
         self._read_tables(algorithm)  # the callback's own state is not checkpointed; the tables are

@@ -6,10 +6,15 @@
    (``sync_weights(timeout_seconds=0)``), evaluation EnvRunners get none, and a push is
    dropped while another is in flight: right after ``Algorithm.from_checkpoint`` a remote
    EnvRunner held a freshly initialised module until the next ``train()``.
-   ``run_after_restores`` makes every restore end with an awaited push to every EnvRunner.
+   ``wrap_restores`` makes every restore end with an awaited push to every EnvRunner.
 3. ``Algorithm.from_checkpoint`` and ``restore_from_path`` fire no callback
-   (``on_checkpoint_loaded`` fires only on Tune's restore path); ``run_after_restores`` is the
+   (``on_checkpoint_loaded`` fires only on Tune's restore path); ``wrap_restores`` is the
    hook for all three paths (Tune's ``load_checkpoint`` calls ``restore_from_path`` too).
+4. ``AlgorithmConfig.get_multi_rl_module_spec(inference_only=True)`` marks only a single
+   ``RLModuleSpec`` inference-only: specs inside a user's ``MultiRLModuleSpec`` keep their
+   critic on every EnvRunner. ``configure_sharing`` therefore sets one ``RLModuleSpec``
+   (RLlib builds the plain ``MultiRLModule`` around it), and the check that a checkpoint holds
+   the same module ids runs before each restore here instead of in a MultiRLModule subclass.
 """
 
 from __future__ import annotations
@@ -45,15 +50,20 @@ def push_modules_to_env_runners(algorithm) -> None:
         group.foreach_env_runner(load, local_env_runner=True, timeout_seconds=None)
 
 
-def run_after_restores(algorithm, after: Callable[[Any], None]) -> None:
-    """Makes every restore of ``algorithm`` end with an awaited push, then ``after(algorithm)``.
+def wrap_restores(algorithm, module_ids: List[str], after: Callable[[Any], None]) -> None:
+    """Every restore of ``algorithm`` checks the checkpoint's module ids first, and ends with
+    an awaited push to every EnvRunner, then ``after(algorithm)``.
 
     Set on the instance: ``Algorithm.from_checkpoint`` builds the Algorithm (firing
     ``on_algorithm_init``, where this is called) and then calls ``restore_from_path`` on it.
     """
+    from rllib_adaps.multi_module import check_algorithm_checkpoint
+
     original = algorithm.restore_from_path
 
     def restore_from_path(path, *args, **kwargs):
+        if kwargs.get("component") is None:
+            check_algorithm_checkpoint(path, module_ids)
         out = original(path, *args, **kwargs)
         push_modules_to_env_runners(algorithm)
         after(algorithm)

@@ -14,7 +14,6 @@ import gymnasium as gym
 import numpy as np
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.callbacks.callbacks import RLlibCallback
-from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.env.env_context import EnvContext
 from ray.rllib.utils import force_list
@@ -25,8 +24,7 @@ from rllib_adaps.connectors import AgentIndexConnector, padded_index_space
 from rllib_adaps.engine import SUPPORTED_RLLIB_KEYS, ParameterSharingModule, check_model_config
 from rllib_adaps.envs import ENV_CLASSES, register_envs
 from rllib_adaps.mapping import AgentModuleMapping
-from rllib_adaps.methods import METHODS, get_method
-from rllib_adaps.multi_module import SharingMultiRLModule
+from rllib_adaps.methods import get_method
 
 #: The papers' network settings (MLP 64x64 for actor and critic).
 PAPER_MODEL_CONFIG = {"fcnet_hiddens": [64, 64], "fcnet_activation": "relu", "vf_share_layers": False}
@@ -138,7 +136,7 @@ def configure_sharing(config: AlgorithmConfig, method: str, *, pad_observations:
         policy_mapping_fn=AgentModuleMapping({a: SHARED_MODULE_ID for a in info.agent_ids}),
         policies_to_train=None,
     )
-    config.rl_module(rl_module_spec=MultiRLModuleSpec(multi_rl_module_class=SharingMultiRLModule, rl_module_specs={SHARED_MODULE_ID: spec}))
+    config.rl_module(rl_module_spec=spec)  # one spec: RLlib then builds it inference-only on EnvRunners (rllib_shims 4)
     config.env_runners(env_to_module_connector=_with_user_connector(config, AgentIndexConnector(info.agent_ids, info.obs_dim)))
     callback = SharingCallback.configured(method=method, agent_ids=info.agent_ids, **options)
     existing = [c for c in force_list(config.callbacks_class) if c is not RLlibCallback]

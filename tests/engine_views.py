@@ -1,8 +1,14 @@
 """Reading the one engine module's tables and weights on Learners and EnvRunners (test helper)."""
 
+import sys
+
 import numpy as np
+from ray import cloudpickle
 
 from rllib_adaps.rllib_shims import foreach_learner
+
+# The readers run inside Learner and EnvRunner actors, which cannot import this test helper.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 TABLES = ("agent_slice", "agent_mask", "agent_cluster", "mask_table")
 

@@ -6,7 +6,8 @@ from ray.rllib.algorithms.appo import APPOConfig
 from ray.rllib.algorithms.impala import IMPALAConfig
 
 import rllib_adaps
-from rllib_adaps.callback import RESULT_KEY, foreach_learner
+from engine_views import learner_views, runner_views
+from rllib_adaps.callback import RESULT_KEY
 
 
 @pytest.mark.parametrize("algo_config, method", [(APPOConfig, "adaps"), (APPOConfig, "seps"), (IMPALAConfig, "adaps")])
@@ -22,13 +23,11 @@ def test_async_algorithms_pretrain_and_keep_training(ray_local, algo_config, met
     try:
         results = [algo.train() for _ in range(4)]
         assert results[-1][RESULT_KEY]["done"]
-        modules = foreach_learner(algo, lambda l: sorted(l.module.keys()))[0]
-        assert modules == (["shared"] if method == "adaps" else ["group_0", "group_1", "group_2"])
-        if method == "adaps":
-            groups = foreach_learner(algo, lambda l: l.module["shared"].unwrapped().agent_groups.tolist())[0]
-            runner_groups = algo.env_runner_group.foreach_env_runner(lambda er: er.module["shared"].agent_groups.tolist(), local_env_runner=False)
-            assert all(g == groups for g in runner_groups) and min(groups) >= 0
-        learner = results[-1]["learners"]
-        assert any(np.isfinite(v.get("total_loss", np.nan)) for k, v in learner.items() if k != "__all_modules__")
+        learner = learner_views(algo)[0]
+        assert learner["module_ids"] == ["shared"] and learner["agent_cluster"].min() >= 0
+        for runner in runner_views(algo):  # async sampling: tables always equal, weights may lag a sync
+            for table in ("agent_slice", "agent_mask", "agent_cluster", "mask_table"):
+                np.testing.assert_array_equal(runner[table], learner[table])
+        assert np.isfinite(results[-1]["learners"]["shared"]["total_loss"])
     finally:
         algo.stop()

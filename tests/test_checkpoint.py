@@ -2,6 +2,7 @@
 
 import functools
 import pathlib
+import shutil
 import sys
 
 import numpy as np
@@ -12,98 +13,96 @@ from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core.columns import Columns
 
+import engine_views
 import rllib_adaps
-from rllib_adaps.callback import RESULT_KEY, foreach_learner
+from engine_views import assert_same_module, learner_views, runner_views
+from rllib_adaps.callback import RESULT_KEY
+from rllib_adaps.multi_module import CheckpointMismatchError, checkpoint_module_ids
 
 
-def config():
-    return (
+def config(evaluation=False):
+    cfg = (
         PPOConfig()
         .environment("bps", env_config={"agents_per_type": [2, 2, 2], "max_steps": 25})
         .env_runners(num_env_runners=1, num_envs_per_env_runner=2)
         .training(train_batch_size_per_learner=300, minibatch_size=150, num_epochs=1)
         .debugging(seed=0)
     )
+    if evaluation:
+        cfg.evaluation(evaluation_num_env_runners=1, evaluation_interval=1, evaluation_duration=1)
+    return cfg
 
 
-def learner_tables(algo):
-    return foreach_learner(algo, lambda l: {
-        mid: (l.module[mid].unwrapped().actor_masks.numpy().copy(), l.module[mid].unwrapped().agent_groups.numpy().copy())
-        for mid in sorted(l.module.keys())
-    })[0]
+def assert_every_runner_holds(algo, learner):
+    """Every remote and evaluation EnvRunner holds exactly the Learner's module (tables and weights)."""
+    runners = runner_views(algo) + (runner_views(algo, evaluation=True) if algo.eval_env_runner_group else [])
+    assert len(runners) == (2 if algo.eval_env_runner_group else 1)
+    for runner in runners:
+        assert_same_module(learner, runner)
 
 
 @pytest.mark.parametrize("method", ["adaps", "seps"])
-def test_restore_keeps_clusters_and_does_not_pretrain_again(ray_local, tmp_path, method):
-    algo = rllib_adaps.configure_sharing(config(), method, pretrain_env_steps=300, identity_env_steps=300, num_clusters=3).build_algo()
+def test_restore_keeps_clusters_everywhere_and_does_not_pretrain_again(ray_local, tmp_path, method):
+    options = dict(pretrain_env_steps=300, identity_env_steps=300, num_clusters=3)
+    algo = rllib_adaps.configure_sharing(config(evaluation=True), method, **options).build_algo()
     try:
         first = algo.train()[RESULT_KEY]
         assert first["done"] and not first.get("restored")
-        before = learner_tables(algo)
+        before = learner_views(algo)[0]
         checkpoint = algo.save_to_path(str(tmp_path / "ckpt"))
-        module_id = "shared" if method == "adaps" else "group_0"
         obs = torch.cat([torch.randn(6, 10), torch.arange(6, dtype=torch.float32)[:, None]], dim=1)
-        expected = algo.get_module(module_id).forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+        expected = algo.get_module("shared").forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
     finally:
         algo.stop()
 
+    # 1. Algorithm.from_checkpoint; 2. restore_from_path into an Algorithm built from the
+    # original config (what Tune does). Checked right after the restore, before any sampling.
     restored = Algorithm.from_checkpoint(checkpoint)
-    try:
-        after = learner_tables(restored)
-        assert sorted(after) == sorted(before)
-        for mid in before:
-            np.testing.assert_array_equal(after[mid][0], before[mid][0])
-            np.testing.assert_array_equal(after[mid][1], before[mid][1])
-        logits = restored.get_module(module_id).forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
-        torch.testing.assert_close(logits, expected)
-        summary = restored.train()[RESULT_KEY]
-        assert summary["done"] and summary.get("restored")  # adopted, not fitted again
-        assert summary["labels"] == first["labels"]
-        np.testing.assert_array_equal(learner_tables(restored)[mid][1], before[mid][1])
-    finally:
-        restored.stop()
-
-    # restore_from_path into an Algorithm built from the original config (what Tune does):
-    # SePS's group modules do not exist there yet and must be built before their weights load.
-    fresh = rllib_adaps.configure_sharing(config(), method, pretrain_env_steps=300, identity_env_steps=300, num_clusters=3).build_algo()
+    fresh = rllib_adaps.configure_sharing(config(evaluation=True), method, **options).build_algo()
     try:
         fresh.restore_from_path(checkpoint)
-        after = learner_tables(fresh)
-        assert sorted(after) == sorted(before)
-        for mid in before:
-            np.testing.assert_array_equal(after[mid][0], before[mid][0])
-            np.testing.assert_array_equal(after[mid][1], before[mid][1])
-        torch.testing.assert_close(fresh.get_module(module_id).forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS], expected)
-        summary = fresh.train()[RESULT_KEY]
-        assert summary["done"] and summary.get("restored") and summary["labels"] == first["labels"]
+        for algo in (restored, fresh):
+            after = learner_views(algo)[0]
+            assert_same_module(before, after)
+            assert_every_runner_holds(algo, after)
+            logits = algo.get_module("shared").forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+            torch.testing.assert_close(logits, expected)
+        for algo in (restored, fresh):
+            summary = algo.train()[RESULT_KEY]
+            assert summary["done"] and summary.get("restored")  # adopted, not fitted again
+            assert summary["labels"] == first["labels"]
+            assert learner_views(algo)[0]["agent_cluster"].tolist() == first["labels"]
     finally:
+        restored.stop()
         fresh.stop()
 
 
-def test_checkpoint_of_another_method_or_agent_count_is_refused(ray_local, tmp_path):
+def test_checkpoints_of_another_method_agent_count_or_release_are_refused(ray_local, tmp_path):
     algo = rllib_adaps.configure_sharing(config(), "adaps", pretrain_env_steps=300, identity_env_steps=300, num_clusters=3).build_algo()
     try:
         algo.train()
-        checkpoint = algo.save_to_path(str(tmp_path / "adaps"))
+        checkpoint = pathlib.Path(algo.save_to_path(str(tmp_path / "adaps")))
     finally:
         algo.stop()
+    # A checkpoint with the module layout of releases before the one engine (NoPS: one module per agent).
+    old = tmp_path / "old"
+    shutil.copytree(checkpoint, old)
+    modules = old / "learner_group" / "learner" / "rl_module"
+    (modules / "shared").rename(modules / "agent_0")
+
     other_method = rllib_adaps.configure_sharing(config(), "fups").build_algo()
     try:
         with pytest.raises(Exception, match="written by a 'adaps' run, but this run uses 'fups'"):
-            other_method.restore_from_path(checkpoint)
+            other_method.restore_from_path(str(checkpoint))
+        with pytest.raises(CheckpointMismatchError, match=r"holds RLModules \['agent_0'\], but this run has \['shared'\].*before the one-engine"):
+            other_method.restore_from_path(str(old))
     finally:
         other_method.stop()
-    no_sharing = rllib_adaps.configure_sharing(config(), "nops").build_algo()
-    try:
-        with pytest.raises(Exception, match=r"holds RLModules \['shared'\], but this run has \['agent_0'"):
-            no_sharing.restore_from_path(checkpoint)
-    finally:
-        no_sharing.stop()
     bigger = config().environment("bps", env_config={"agents_per_type": [3, 3, 3], "max_steps": 25})
     more_agents = rllib_adaps.configure_sharing(bigger, "adaps", num_clusters=3).build_algo()
     try:
-        with pytest.raises(Exception, match="masks for 6 agents, but this module serves 9"):
-            more_agents.restore_from_path(checkpoint)
+        with pytest.raises(Exception, match="tables for 6 agents, but this module serves 9"):
+            more_agents.restore_from_path(str(checkpoint))
     finally:
         more_agents.stop()
 
@@ -121,6 +120,22 @@ class FailOnce(RLlibCallback):
             raise RuntimeError("injected failure")
 
 
+class RunnersMatchAfterRestore(RLlibCallback):
+    """Right after Tune's restore (before any sampling): does the remote EnvRunner hold the Learner's module?"""
+
+    def __init__(self, marker: str):
+        super().__init__()
+        self.marker = pathlib.Path(marker)
+
+    def on_checkpoint_loaded(self, *, algorithm, **kwargs):
+        learner = learner_views(algorithm)[0]
+        try:
+            assert_every_runner_holds(algorithm, learner)
+            self.marker.write_text("same")
+        except AssertionError as err:
+            self.marker.write_text(f"differs: {err}")
+
+
 @pytest.mark.parametrize("method", ["adaps", "seps"])
 def test_tune_restore_resumes_without_pretraining_again(ray_local, tmp_path, method):
     """Tuner.restore after a trial error: the trial resumes from its last checkpoint with the
@@ -130,7 +145,9 @@ def test_tune_restore_resumes_without_pretraining_again(ray_local, tmp_path, met
 
     # Tune's trial actors cannot import this test module: ship FailOnce by value.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    base = config().callbacks(functools.partial(FailOnce, marker=str(tmp_path / "failed")))
+    ray.cloudpickle.register_pickle_by_value(engine_views)
+    base = config().callbacks([functools.partial(FailOnce, marker=str(tmp_path / "failed")),
+                               functools.partial(RunnersMatchAfterRestore, marker=str(tmp_path / "runners"))])
     cfg = rllib_adaps.configure_sharing(base, method, pretrain_env_steps=300, identity_env_steps=300, num_clusters=3)
     run_config = tune.RunConfig(
         name="restore", storage_path=str(tmp_path), stop={"training_iteration": 5}, verbose=0,
@@ -146,7 +163,6 @@ def test_tune_restore_resumes_without_pretraining_again(ray_local, tmp_path, met
     after = second.metrics[RESULT_KEY]
     assert second.metrics["training_iteration"] == 5
     assert after["done"] and after.get("restored") and after["labels"] == before["labels"]
-    from rllib_adaps.multi_module import checkpoint_module_ids
-
+    assert (tmp_path / "runners").read_text() == "same"
     modules = checkpoint_module_ids(pathlib.Path(second.checkpoint.path) / "learner_group" / "learner" / "rl_module")
-    assert modules == (["shared"] if method == "adaps" else ["group_0", "group_1", "group_2"])
+    assert modules == ["shared"]

@@ -6,7 +6,7 @@ from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
 
 import rllib_adaps
-from rllib_adaps.callback import foreach_learner
+from rllib_adaps.rllib_shims import foreach_learner
 from rllib_adaps.envs import EnvConfigError, env_creator, make_parallel_env
 
 ENVS = [

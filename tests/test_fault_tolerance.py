@@ -1,4 +1,4 @@
-"""An EnvRunner killed after clustering comes back with the current masks and mapping, and
+"""An EnvRunner killed after clustering comes back with the current tables and weights, and
 never samples with a stale (unclustered) module; training goes on."""
 
 import sys
@@ -11,7 +11,8 @@ from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 import rllib_adaps
-from rllib_adaps.callback import RESULT_KEY, foreach_learner
+from engine_views import assert_same_module, learner_views, runner_views
+from rllib_adaps.callback import RESULT_KEY
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the probe runs on the EnvRunners
 
@@ -41,7 +42,7 @@ def config():
 
 
 @pytest.mark.parametrize("method", ["adaps", "seps"])
-def test_killed_env_runner_gets_current_masks_and_mapping(ray_local, method):
+def test_killed_env_runner_gets_current_tables_and_weights(ray_local, method):
     algo = rllib_adaps.configure_sharing(config(), method, pretrain_env_steps=300, identity_env_steps=300, num_clusters=3).build_algo()
     try:
         results = [algo.train() for _ in range(2)]  # clustered after iteration 1
@@ -62,18 +63,13 @@ def test_killed_env_runner_gets_current_masks_and_mapping(ray_local, method):
             assert r["env_runners"]["stale_module_samples"] == 0
         assert np.isfinite(after[-1]["env_runners"]["episode_return_mean"])
 
-        learner = foreach_learner(algo, lambda l: {m: l.module[m].unwrapped().actor_masks.numpy().copy() for m in l.module.keys()})[0]
-        runners = algo.env_runner_group.foreach_env_runner(
-            lambda er: ({m: er.module[m].actor_masks.numpy().copy() for m in er.module.keys()},
-                        [er.config.policy_mapping_fn(f"agent_{i}", None) for i in range(6)]),
-            local_env_runner=False,
-        )
-        expected_mapping = ["shared"] * 6 if method == "adaps" else [f"group_{k}" for k in labels]
-        for masks, mapping in runners:
-            assert mapping == expected_mapping
-            assert sorted(masks) == sorted(learner)
-            for mid in masks:
-                np.testing.assert_array_equal(masks[mid], learner[mid])
+        learner = learner_views(algo)[0]
+        assert learner["agent_cluster"].tolist() == labels
+        runners = runner_views(algo)
+        assert len(runners) == 2
+        for runner in runners:
+            assert runner["mapping"] == ["shared"] * 6
+            assert_same_module(learner, runner)
     finally:
         algo.stop()
 
@@ -84,7 +80,7 @@ def test_env_runner_killed_before_collection_still_completes_pretraining(ray_loc
     algo = rllib_adaps.configure_sharing(config(), "adaps", pretrain_env_steps=10**9, identity_env_steps=300, num_clusters=3).build_algo()
     try:
         algo.train()
-        callback = next(c for c in algo.callbacks if isinstance(c, rllib_adaps.IdentityPretrainingCallback))
+        callback = next(c for c in algo.callbacks if isinstance(c, rllib_adaps.SharingCallback))
         victim = algo.env_runner_group._worker_manager._actors[algo.env_runner_group.healthy_env_runner_ids()[0]]
         ray.kill(victim, no_restart=False)
         result = callback.pretrain_and_install(algo, env_steps=300)
@@ -93,10 +89,12 @@ def test_env_runner_killed_before_collection_still_completes_pretraining(ray_loc
             after = algo.train()
             if algo.env_runner_group.num_healthy_remote_workers() == 2:
                 break
-        groups = foreach_learner(algo, lambda l: l.module["shared"].unwrapped().agent_groups.tolist())[0]
-        assert groups == result.labels.tolist()
-        runners = algo.env_runner_group.foreach_env_runner(lambda er: er.module["shared"].agent_groups.tolist(), local_env_runner=False)
-        assert len(runners) == 2 and all(r == groups for r in runners)
+        learner = learner_views(algo)[0]
+        assert learner["agent_cluster"].tolist() == result.labels.tolist()
+        runners = runner_views(algo)
+        assert len(runners) == 2
+        for runner in runners:
+            assert_same_module(learner, runner)
         assert np.isfinite(after["env_runners"]["episode_return_mean"])
     finally:
         algo.stop()

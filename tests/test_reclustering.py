@@ -5,7 +5,8 @@ import pytest
 from ray.rllib.algorithms.ppo import PPOConfig
 
 import rllib_adaps
-from rllib_adaps.callback import RESULT_KEY, foreach_learner
+from engine_views import assert_same_module, learner_views, runner_views
+from rllib_adaps.callback import RESULT_KEY
 
 
 def config():
@@ -28,21 +29,16 @@ def test_delay_then_periodic_reclustering(ray_local, method):
         # First fit once delay + pre-training (600 env steps) are over, then every >= 900 steps
         # (the env steps sampled for the VAE count as sampled steps too).
         assert fits[0] == 600 and len(fits) == 2 and fits[1] - fits[0] >= 900
-        learner_modules = foreach_learner(algo, lambda l: sorted(l.module.keys()))[0]
-        runner_state = algo.env_runner_group.foreach_env_runner(
-            lambda er: (sorted(er.module.keys()), [er.config.policy_mapping_fn(f"agent_{i}", None) for i in range(6)]),
-            local_env_runner=False,
-        )
+        learner = learner_views(algo)[0]
+        labels = summaries[-1]["labels"]
+        assert learner["module_ids"] == ["shared"] and learner["agent_cluster"].tolist() == labels
         if method == "seps":
-            assert learner_modules == ["group_0_r1", "group_1_r1", "group_2_r1"]
-            labels = summaries[-1]["labels"]
-            for modules, mapping in runner_state:
-                assert modules == learner_modules
-                assert mapping == [f"group_{k}_r1" for k in labels]
+            assert learner["agent_slice"].tolist() == labels
         else:
-            assert learner_modules == ["shared"]
-            groups = foreach_learner(algo, lambda l: l.module["shared"].unwrapped().agent_groups.tolist())[0]
-            assert groups == summaries[-1]["labels"]
+            assert learner["agent_mask"].tolist() == [k + 1 for k in labels]
+        for runner in runner_views(algo):
+            assert runner["mapping"] == ["shared"] * 6
+            assert_same_module(learner, runner)
         assert np.isfinite(algo.train()["env_runners"]["episode_return_mean"])
     finally:
         algo.stop()

@@ -1,21 +1,28 @@
 """Each of the six methods trains for real on RLlib PPO with 2 remote EnvRunners.
 
-Checks: identity pre-training happens exactly once; afterwards masks / group modules and the
-agent -> module routing on every remote EnvRunner equal those on the Learner; training goes
-on and reports returns; trainable parameter counts follow the method.
+Checks, through ``algo.train()``: every method takes the same number of optimizer steps per
+iteration (counted on the Learner's optimizer); identity pre-training happens exactly once and
+its scalars are in every result; the tables and weights on every remote EnvRunner equal the
+Learner's; EnvRunners hold no critic; per-group returns and honest parameter counts are logged.
 """
+
+import collections
 
 import numpy as np
 import pytest
-import torch
 from ray.rllib.algorithms.ppo import PPOConfig
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import rllib_adaps
-from rllib_adaps.callback import RESULT_KEY, foreach_learner
+from rllib_adaps.callback import IDENTITY_SCALARS, RESULT_KEY, SHARING_KEY
+from rllib_adaps.rllib_shims import foreach_learner
+
+from engine_views import assert_same_module, learner_views, runner_views
 
 TYPES = [2, 2, 2]
 N = sum(TYPES)
 HIDDEN = 64
+ITERATIONS = 3
 
 
 def ppo(env="bps", env_config=None):
@@ -28,47 +35,36 @@ def ppo(env="bps", env_config=None):
     )
 
 
-def learner_view(algo):
-    def read(learner):
-        return {
-            mid: {
-                "params": sum(p.numel() for p in learner.module[mid].parameters() if p.requires_grad),
-                "masks": learner.module[mid].unwrapped().actor_masks.numpy().copy(),
-                "groups": learner.module[mid].unwrapped().agent_groups.numpy().copy(),
-                "weight": learner.module[mid].unwrapped().state_dict()["actor.hidden.0.weight"].numpy().copy(),
-            }
-            for mid in learner.module.keys()
-        }
-
-    return foreach_learner(algo, read)[0]
-
-
-def runner_views(algo):
-    def read(er):
-        return {
-            "mapping": {f"agent_{i}": er.config.policy_mapping_fn(f"agent_{i}", None) for i in range(N)},
-            "modules": {
-                mid: {"masks": er.module[mid].actor_masks.numpy().copy(), "groups": er.module[mid].agent_groups.numpy().copy(),
-                      "weight": er.module[mid].actor.hidden[0].weight.detach().numpy().copy()}
-                for mid in er.module.keys()
-            },
-        }
-
-    return algo.env_runner_group.foreach_env_runner(read, local_env_runner=False)
-
-
 @pytest.fixture(scope="module")
 def trained(ray_local):
     """Trains every method for 3 iterations (pre-training after the first) and records views."""
+    steps = collections.Counter()
+    learner_optimizers = set()
+
+    def count(optimizer, args, kwargs):
+        if id(optimizer) in learner_optimizers:  # not the VAE's optimizer
+            steps["learner"] += 1
+
+    handle = register_optimizer_step_post_hook(count)
     records = {}
-    for method in rllib_adaps.METHODS:
-        options = {"pretrain_env_steps": 400, "identity_env_steps": 400, "num_clusters": 3} if method in ("adaps", "seps") else {}
-        algo = rllib_adaps.configure_sharing(ppo(), method, **options).build_algo()
-        try:
-            results = [algo.train() for _ in range(3)]
-            records[method] = {"results": results, "learner": learner_view(algo), "runners": runner_views(algo)}
-        finally:
-            algo.stop()
+    try:
+        for method in rllib_adaps.METHODS:
+            options = {"pretrain_env_steps": 400, "identity_env_steps": 400, "num_clusters": 3} if method in ("adaps", "seps") else {}
+            algo = rllib_adaps.configure_sharing(ppo(), method, **options).build_algo()
+            try:
+                learner_optimizers.clear()
+                learner_optimizers.update(foreach_learner(algo, lambda l: [id(o) for _, o in l.get_optimizers_for_module("shared")])[0])
+                results, step_counts = [], []
+                for _ in range(ITERATIONS):
+                    steps["learner"] = 0
+                    results.append(algo.train())
+                    step_counts.append(steps["learner"])
+                records[method] = {"results": results, "steps": step_counts, "learner": learner_views(algo)[0],
+                                   "runners": runner_views(algo)}
+            finally:
+                algo.stop()
+    finally:
+        handle.remove()
     return records
 
 
@@ -78,63 +74,84 @@ def test_training_goes_on_and_reports_returns(trained, method):
     steps = [r["env_runners"]["num_env_steps_sampled_lifetime"] for r in results]
     assert steps == sorted(steps) and steps[-1] > steps[0] > 0
     assert np.isfinite(results[-1]["env_runners"]["episode_return_mean"])
-    learner_metrics = results[-1]["learners"]
-    assert any(np.isfinite(v.get("total_loss", np.nan)) for k, v in learner_metrics.items() if k != "__all_modules__")
+    assert np.isfinite(results[-1]["learners"]["shared"]["total_loss"])
+
+
+def test_every_method_takes_the_same_optimizer_steps(trained):
+    counts = {m: trained[m]["steps"] for m in rllib_adaps.METHODS}
+    # 400 env steps x 6 agents = 2,400 agent rows (RLlib may add a few rows per episode
+    # boundary), minibatches of 200 rows, 2 epochs: about 24 steps, the same for every method.
+    reference = counts["fups"]
+    assert all(20 <= c <= 30 for c in reference), counts
+    for method, c in counts.items():
+        assert c == reference, counts
 
 
 @pytest.mark.parametrize("method", ["adaps", "seps"])
-def test_pretraining_happens_once_and_is_logged(trained, method):
+def test_pretraining_happens_once_and_its_scalars_are_in_every_result(trained, method):
     summaries = [r[RESULT_KEY] for r in trained[method]["results"]]
-    assert all(s["done"] for s in summaries)
-    assert len({s["env_steps_at_fit"] for s in summaries}) == 1  # fitted once, at iteration 1
+    assert all(s["done"] for s in summaries)  # fitted at the end of iteration 1
+    assert len({s["env_steps_at_fit"] for s in summaries}) == 1
+    for s in summaries:
+        assert set(IDENTITY_SCALARS) <= set(s)
     s = summaries[-1]
     assert s["num_clusters"] == 3 and sum(s["cluster_sizes"]) == N
-    assert np.isfinite(s["vae_loss"]) and "adjusted_rand_index" in s
+    assert np.isfinite(s["vae_loss"]) and np.isfinite(s["adjusted_rand_index"])
 
 
-def test_adaps_masks_identical_on_learner_and_every_runner(trained):
-    rec = trained["adaps"]
-    learner = rec["learner"]["shared"]
-    assert (learner["groups"] >= 0).all()
-    labels = rec["results"][-1][RESULT_KEY]["labels"]
-    assert learner["groups"].tolist() == labels
-    # Agents of one cluster share a mask row; different clusters differ.
-    for a in range(N):
-        for b in range(N):
-            same = labels[a] == labels[b]
-            assert np.array_equal(learner["masks"][a], learner["masks"][b]) == same
+@pytest.mark.parametrize("method", rllib_adaps.METHODS)
+def test_every_remote_env_runner_holds_the_learners_module_without_critic(trained, method):
+    rec = trained[method]
+    assert rec["learner"]["module_ids"] == ["shared"]
     assert len(rec["runners"]) == 2
     for runner in rec["runners"]:
-        assert set(runner["mapping"].values()) == {"shared"}
-        np.testing.assert_array_equal(runner["modules"]["shared"]["masks"], learner["masks"])
-        np.testing.assert_array_equal(runner["modules"]["shared"]["groups"], learner["groups"])
-        np.testing.assert_allclose(runner["modules"]["shared"]["weight"], learner["weight"])
+        assert runner["module_ids"] == ["shared"] and runner["mapping"] == ["shared"] * N
+        assert not runner["has_critic"]
+        assert_same_module(rec["learner"], runner)
 
 
-def test_seps_groups_and_mapping_identical_on_learner_and_every_runner(trained):
-    rec = trained["seps"]
-    labels = rec["results"][-1][RESULT_KEY]["labels"]
-    expected = {f"agent_{i}": f"group_{labels[i]}" for i in range(N)}
-    assert sorted(rec["learner"]) == ["group_0", "group_1", "group_2"]
-    for runner in rec["runners"]:
-        assert runner["mapping"] == expected
-        assert sorted(runner["modules"]) == sorted(rec["learner"])
-        for mid, module in runner["modules"].items():
-            np.testing.assert_allclose(module["weight"], rec["learner"][mid]["weight"])
+def test_tables_follow_the_method(trained):
+    view = {m: trained[m]["learner"] for m in rllib_adaps.METHODS}
+    assert view["nops"]["agent_slice"].tolist() == list(range(N))
+    for m in ("fups", "fups_id", "snp", "adaps"):
+        assert view[m]["agent_slice"].tolist() == [0] * N
+    labels = trained["seps"]["results"][-1][RESULT_KEY]["labels"]
+    assert view["seps"]["agent_slice"].tolist() == labels == view["seps"]["agent_cluster"].tolist()
+    adaps_labels = trained["adaps"]["results"][-1][RESULT_KEY]["labels"]
+    assert view["adaps"]["agent_mask"].tolist() == [k + 1 for k in adaps_labels]
+    rows = view["adaps"]["mask_table"][view["adaps"]["agent_mask"]]
+    for a in range(N):
+        for b in range(N):
+            assert np.array_equal(rows[a], rows[b]) == (adaps_labels[a] == adaps_labels[b])
+    assert len({tuple(r) for r in view["snp"]["mask_table"][view["snp"]["agent_mask"]]}) == N
 
 
-def test_nops_routes_each_agent_to_its_own_module(trained):
-    for runner in trained["nops"]["runners"]:
-        assert runner["mapping"] == {f"agent_{i}": f"agent_{i}" for i in range(N)}
+def test_per_group_returns_and_parameter_counts(trained):
+    sharing = {m: trained[m]["results"][-1][SHARING_KEY] for m in rllib_adaps.METHODS}
+    assert {m: s["num_groups"] for m, s in sharing.items()} == {"nops": N, "fups": 1, "fups_id": 1, "seps": 3, "snp": N, "adaps": 3}
+    for m, s in sharing.items():
+        returns = trained[m]["results"][-1]["env_runners"]["agent_episode_returns_mean"]
+        for g, value in s["group_return_mean"].items():
+            members = [f"agent_{i}" for i, gi in enumerate(s["group_of_agent"]) if gi == int(g)]
+            assert value == pytest.approx(np.mean([returns[a] for a in members]))
+    fups = sharing["fups"]["parameters_in_use"]
+    assert sharing["nops"]["parameters_in_use"] == N * fups
+    assert sharing["seps"]["parameters_in_use"] == sharing["seps"]["parameters_allocated"] == 3 * fups
+    assert sharing["adaps"]["parameters_in_use"] == sharing["snp"]["parameters_in_use"] == fups
+    assert sharing["fups_id"]["parameters_in_use"] - fups == 2 * N * HIDDEN  # wider first layer of actor and critic
+    before = trained["seps"]["results"][0][SHARING_KEY]
+    assert before["parameters_allocated"] == 3 * fups  # fitted at the end of iteration 1: reported after it
 
 
-def test_trainable_parameter_counts(trained):
-    count = {m: sum(v["params"] for v in trained[m]["learner"].values()) for m in rllib_adaps.METHODS}
-    fups = count["fups"]
-    assert count["nops"] == N * fups
-    assert count["seps"] == 3 * fups
-    assert count["adaps"] == count["snp"] == fups
-    assert count["fups_id"] - fups == 2 * N * HIDDEN  # wider first layer of actor and critic
+def test_seps_with_automatic_k_reports_unused_allocated_slices(ray_local):
+    config = ppo().env_runners(num_env_runners=0, num_envs_per_env_runner=2)
+    algo = rllib_adaps.configure_sharing(config, "seps", pretrain_env_steps=10**9).build_algo()
+    try:
+        sharing = algo.train()[SHARING_KEY]
+        # K unknown until the fit: one slice per agent allocated, one (the shared one) in use.
+        assert sharing["parameters_allocated"] == N * sharing["parameters_in_use"]
+    finally:
+        algo.stop()
 
 
 def test_adaps_on_lbf_with_automatic_k(ray_local):
@@ -143,11 +160,10 @@ def test_adaps_on_lbf_with_automatic_k(ray_local):
     try:
         results = [algo.train() for _ in range(2)]
         summary = results[-1][RESULT_KEY]
-        assert summary["done"] and 2 <= summary["num_clusters"] <= 5
-        assert set(summary["davies_bouldin"]) == {"2", "3", "4", "5"}
-        masks = learner_view(algo)["shared"]["masks"]
+        assert summary["done"] and 1 <= summary["num_clusters"] <= N
+        learner = learner_views(algo)[0]
         for runner in runner_views(algo):
-            np.testing.assert_array_equal(runner["modules"]["shared"]["masks"], masks)
+            assert_same_module(learner, runner)
         assert np.isfinite(results[-1]["env_runners"]["episode_return_mean"])
     finally:
         algo.stop()

@@ -1,6 +1,7 @@
 """Run several sharing methods and seeds on one scenario; write curves, sizes and plots.
 
-Used by ``examples/compare_methods.py`` and the benchmarks under ``bench/``. Runs are
+Used by ``examples/compare_methods.py`` and the benchmarks under ``bench/`` (a bench helper,
+kept out of the package so that nothing there imports matplotlib). Runs are
 sequential (one Ray training at a time). Outputs in ``out_dir``: ``curves.csv`` (one row per
 iteration), ``sizes.csv`` (trainable parameters per method), ``learning_curves.png`` (mean and
 min-max band over seeds, as in the AdaPS paper's Figure 3) and ``model_size.png`` (relative
@@ -17,19 +18,15 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 import numpy as np
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
-from rllib_adaps.callback import RESULT_KEY, foreach_learner
+from rllib_adaps.callback import RESULT_KEY, SHARING_KEY
 from rllib_adaps.sharing import configure_sharing
 
 CURVE_FIELDS = ["scenario", "method", "seed", "iteration", "env_steps", "episode_return_mean", "seconds"]
 
 
-def trainable_parameters(algo) -> int:
-    """Trainable parameters over all modules on the (first) Learner."""
-
-    def count(learner):
-        return sum(p.numel() for mid in learner.module.keys() for p in learner.module[mid].parameters() if p.requires_grad)
-
-    return int(foreach_learner(algo, count)[0])
+def trainable_parameters(result: dict) -> int:
+    """Trainable parameters of the slices agents use (SePS: K x FuPS, not its allocated bound)."""
+    return int(result[SHARING_KEY]["parameters_in_use"])
 
 
 def run_one(
@@ -66,7 +63,7 @@ def run_one(
             summary = result.get(RESULT_KEY, summary)
             if on_iteration:
                 on_iteration(row)
-        params = trainable_parameters(algo)
+        params = trainable_parameters(result)
     finally:
         algo.stop()
     return {"rows": rows, "parameters": params, "pretraining": summary}
