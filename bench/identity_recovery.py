@@ -1,24 +1,26 @@
 """How well identity pre-training recovers the true agent types, offline, per scenario.
 
-    python bench/identity_recovery.py > docs/results/identity_recovery.txt
+    python bench/identity_recovery.py                  # the table -> docs/results/identity_recovery.txt
+    python bench/identity_recovery.py --criteria       # K criteria compared -> docs/results/identity_recovery_k_criteria.txt
 
-Samples random-policy transitions from each env (the same data the callback sees right after
-the start of a run), fits the identity VAE + k-means with several settings, and prints the
-adjusted Rand index (ARI) of the clusters against the env's ``true_agent_types``, with K chosen
-by Davies-Bouldin and with K fixed to the true number of types. Single-threaded torch; not CI.
+Samples uniformly random transitions from each env (what the initial shared policy collects
+at the start of a run, the default timeline), zero-pads observations to the largest agent's
+size as the training pipeline does, and fits ``fit_identities`` with its defaults: K chosen
+automatically. Reports the adjusted Rand index (ARI) of the clusters against the env's
+``true_agent_types``, mean over seeds, and the K chosen per seed. ``--env-steps`` is the
+number of env steps collected (the callback's ``identity_env_steps``); every agent acts in
+every step. Single-threaded torch, no Ray; not CI.
 
-Settings compared (see ``rllib_adaps.identity.fit_identities``):
-- ``both``: the decoder reconstructs the next observation and the reward (default);
-- ``reward``: only the reward; ``next_obs``: only the next observation;
-- ``both, drop constant``: both, and observation features that are constant within every agent
-  and differ between agents (an agent's own LBF level) are left out of the VAE's data: with
-  them the decoder can tell agents apart without the identity vector. This is the package's
-  default (``drop_identity_leaks=True``).
+``--criteria`` also scores every K criterion of ``rllib_adaps.identity.select_num_clusters``
+on the same identity vectors, and the ARI with the true K given, which bounds what any
+criterion can reach; it writes both tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
 import numpy as np
@@ -26,71 +28,138 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from rllib_adaps.envs import make_parallel_env
-from rllib_adaps.identity import fit_identities
+from rllib_adaps.identity import K_CRITERIA, cluster_identities_with_selection, fit_identities, select_num_clusters
 
 SCENARIOS = {
     "bps_v1": ("bps", {"preset": "v1"}),
     "bps_v2": ("bps", {"preset": "v2"}),
+    "bps_v4": ("bps", {"preset": "v4"}),
+    "bps_v6": ("bps", {"preset": "v6"}),
     "lbf": ("lbf", {"levels": [1, 1, 2, 2, 3, 3], "grid_size": 8, "foods": 3, "max_steps": 50}),
     "crware_tiny4": ("crware", {"task": "tiny-4ag", "max_steps": 500}),
     "crware_small8": ("crware", {"task": "small-8ag", "max_steps": 500}),
+    "roles": ("roles", {}),
 }
-SETTINGS = {
-    "both": dict(reconstruct=("next_obs", "reward"), drop_identity_leaks=False),
-    "reward": dict(reconstruct=("reward",), drop_identity_leaks=False),
-    "next_obs": dict(reconstruct=("next_obs",), drop_identity_leaks=False),
-    "both, drop constant": dict(reconstruct=("next_obs", "reward"), drop_identity_leaks=True),
-}
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results")
 
 
 def random_transitions(env_name: str, env_config: dict, env_steps: int, seed: int) -> dict:
+    """``env_steps`` steps of uniformly random actions; observations zero-padded on the right."""
     env = make_parallel_env(env_name, env_config)
     agents = list(env.possible_agents)
+    obs_sizes = np.array([int(np.prod(env.observation_space(a).shape)) for a in agents])
+    action_sizes = np.array([env.action_space(a).n for a in agents])
+    width = int(obs_sizes.max())
     rng = np.random.default_rng(seed)
+
+    def padded(observations: dict, live: list) -> np.ndarray:
+        rows = np.zeros((len(live), width), dtype=np.float32)
+        for row, a in enumerate(live):
+            flat = np.asarray(observations[a], dtype=np.float32).ravel()
+            rows[row, : len(flat)] = flat
+        return rows
+
     obs, _ = env.reset(seed=seed)
     parts = {k: [] for k in ("agent_index", "obs", "actions", "next_obs", "rewards")}
     for _ in range(env_steps):
-        actions = {a: int(rng.integers(env.action_space(a).n)) for a in env.agents}
-        next_obs, rewards, terminated, truncated, _ = env.step(actions)
-        for a in actions:
-            parts["agent_index"].append(agents.index(a))
-            parts["obs"].append(np.asarray(obs[a], dtype=np.float32).ravel())
-            parts["actions"].append(actions[a])
-            parts["next_obs"].append(np.asarray(next_obs[a], dtype=np.float32).ravel())
-            parts["rewards"].append(float(rewards[a]))
+        live = list(env.agents)
+        index = np.array([agents.index(a) for a in live])
+        chosen = (rng.random(len(live)) * action_sizes[index]).astype(np.int64)
+        next_obs, rewards, terminated, truncated, _ = env.step(dict(zip(live, chosen.tolist())))
+        parts["agent_index"].append(index)
+        parts["obs"].append(padded(obs, live))
+        parts["actions"].append(chosen)
+        parts["next_obs"].append(padded(next_obs, live))
+        parts["rewards"].append(np.array([rewards[a] for a in live], dtype=np.float32))
         obs = next_obs
         if not env.agents or all(terminated.values()) or all(truncated.values()):
             obs, _ = env.reset()
-    data = {k: np.asarray(v) for k, v in parts.items()}
-    data["num_actions"] = int(env.action_space(agents[0]).n)
+    data = {k: np.concatenate(v) for k, v in parts.items()}
+    data.update(obs_sizes=obs_sizes, action_sizes=action_sizes, num_actions=int(action_sizes.max()))
     data["types"] = np.array([env.true_agent_types[a] for a in agents])
     return data
+
+
+def fit(data: dict, seed: int, **kwargs):
+    n = len(data["types"])
+    spaces = {}
+    if len(set(data["obs_sizes"].tolist())) > 1:
+        spaces["obs_sizes"] = data["obs_sizes"]
+    if len(set(data["action_sizes"].tolist())) > 1:
+        spaces["action_sizes"] = data["action_sizes"]
+    return fit_identities(data["agent_index"], data["obs"], data["actions"], data["next_obs"], data["rewards"],
+                          num_agents=n, num_actions=data["num_actions"], seed=seed, **spaces, **kwargs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
-    parser.add_argument("--env-steps", default="2000,10000")
-    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--env-steps", type=int, default=1000)
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--criteria", action="store_true", help="compare the K criteria on the same identities")
+    parser.add_argument("--out", default=None, help="file to write the table to (default: docs/results/...)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"{'scenario':14s} {'env steps':>9s} {'setting':22s} {'seed':>4s}  K auto  ARI auto  ARI K=true  seconds")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out_path = args.out or os.path.join(RESULTS, "identity_recovery.txt")
+    lines = [f"# python bench/identity_recovery.py {' '.join(sys.argv[1:])}".rstrip(),
+             f"# uniformly random transitions, {args.env_steps} env steps per fit, seeds {seeds}, single-threaded torch"]
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    for line in lines:
+        print(line)
+    criteria_lines = list(lines)
+    header = ["true K"] + list(K_CRITERIA)
+    criteria_lines.append(f"{'scenario':14s} " + " ".join(f"{h:>22s}" for h in header))
+    criteria_lines.append(f"{'':14s} " + " ".join(f"{'ARI  (K per seed)':>22s}" for _ in header))
+    emit(f"{'scenario':14s} {'agents':>6s} {'true K':>6s} {'mean ARI':>8s}  {'ARI per seed':28s} {'K per seed':16s} {'s/fit':>5s}")
+    means = {}
     for name in args.scenarios.split(","):
         env_name, env_config = SCENARIOS[name]
-        for steps in map(int, args.env_steps.split(",")):
-            for seed in map(int, args.seeds.split(",")):
-                data = random_transitions(env_name, env_config, steps, seed)
-                types, n = data["types"], len(data["types"])
-                for setting, kwargs in SETTINGS.items():
-                    obs, next_obs = data["obs"], data["next_obs"]
-                    common = dict(num_agents=n, num_actions=data["num_actions"], seed=seed, **kwargs)
-                    start = time.perf_counter()
-                    auto = fit_identities(data["agent_index"], obs, data["actions"], next_obs, data["rewards"], **common)
-                    fixed = fit_identities(data["agent_index"], obs, data["actions"], next_obs, data["rewards"],
-                                           num_clusters=len(set(types.tolist())), **common)
-                    print(f"{name:14s} {steps:9d} {setting:22s} {seed:4d}  {auto.num_clusters:6d}  "
-                          f"{adjusted_rand_score(types, auto.labels):8.2f}  {adjusted_rand_score(types, fixed.labels):10.2f}  "
-                          f"{time.perf_counter() - start:7.1f}", flush=True)
+        aris: dict[str, list] = {}
+        ks: dict[str, list] = {}
+        seconds = []
+        true_k = None
+        for seed in seeds:
+            data = random_transitions(env_name, env_config, args.env_steps, seed)
+            types = data["types"]
+            true_k = len(set(types.tolist()))
+            start = time.perf_counter()
+            result = fit(data, seed)
+            seconds.append(time.perf_counter() - start)
+            aris.setdefault("default", []).append(adjusted_rand_score(types, result.labels))
+            ks.setdefault("default", []).append(result.num_clusters)
+            if args.criteria:
+                groups = result.space_groups
+                labels, *_ = cluster_identities_with_selection(result.identities, true_k, seed, groups=groups)
+                aris.setdefault("true K", []).append(adjusted_rand_score(types, labels))
+                ks.setdefault("true K", []).append(true_k)
+                for criterion in K_CRITERIA:
+                    labels, _, k, _, _ = cluster_identities_with_selection(
+                        result.identities, None, seed, criterion=criterion, groups=groups)
+                    aris.setdefault(criterion, []).append(adjusted_rand_score(types, labels))
+                    ks.setdefault(criterion, []).append(k)
+        per_seed = " ".join(f"{a:.2f}" for a in aris["default"])
+        emit(f"{name:14s} {len(types):6d} {true_k:6d} {np.mean(aris['default']):8.2f}  {per_seed:28s} "
+             f"{','.join(map(str, ks['default'])):16s} {np.mean(seconds):5.1f}")
+        if args.criteria:
+            cells = [f"{np.mean(aris[c]):5.2f} ({','.join(map(str, ks[c]))})" for c in ["true K", *K_CRITERIA]]
+            criteria_lines.append(f"{name:14s} " + " ".join(f"{c:>22s}" for c in cells))
+            print(criteria_lines[-1], flush=True)
+            means[name] = {c: float(np.mean(aris[c])) for c in ["true K", *K_CRITERIA]}
+    with open(out_path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"written to {out_path}")
+    if args.criteria:
+        criteria_lines.append(f"{'mean':14s} " + " ".join(
+            f"{np.mean([m[c] for m in means.values()]):>22.2f}" for c in ["true K", *K_CRITERIA]))
+        path = os.path.join(os.path.dirname(out_path), "identity_recovery_k_criteria.txt")
+        with open(path, "w") as f:
+            f.write("\n".join(criteria_lines) + "\n")
+        print(f"written to {path}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,57 @@
-"""Identity pre-training on synthetic transitions: types that differ only in reward, or only
-in dynamics, must be recovered exactly, and Davies-Bouldin must find the true K."""
+"""Identity pre-training on synthetic and real transitions: types that differ only in reward,
+or only in dynamics, must be recovered exactly with K chosen automatically, including a type
+held by one agent; padding must not tell agents apart; agents with too few transitions are named."""
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import adjusted_rand_score
 
-from rllib_adaps.identity import cluster_identities, fit_identities
+from rllib_adaps.identity import (
+    cluster_identities,
+    fit_identities,
+    select_num_clusters,
+    space_groups,
+    transitions_per_agent,
+)
 
 NUM_ACTIONS = 5
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def env_transitions(name, env_config, env_steps, seed=0):
+    """Uniformly random transitions of a registered env, observations zero-padded on the right."""
+    from rllib_adaps.envs import make_parallel_env
+
+    env = make_parallel_env(name, env_config)
+    agents = env.possible_agents
+    obs_sizes = np.array([env.observation_space(a).shape[0] for a in agents])
+    action_sizes = np.array([env.action_space(a).n for a in agents])
+    rng = np.random.default_rng(seed)
+
+    def pad(observations):
+        rows = np.zeros((len(agents), obs_sizes.max()), np.float32)
+        for i, a in enumerate(agents):
+            rows[i, : obs_sizes[i]] = observations[a]
+        return rows
+
+    obs, _ = env.reset(seed=seed)
+    rows = []
+    for _ in range(env_steps):
+        actions = (rng.random(len(agents)) * action_sizes).astype(int)
+        nxt, rew, term, trunc, _ = env.step(dict(zip(agents, actions.tolist())))
+        rows.append([np.arange(len(agents)), pad(obs), actions, pad(nxt), np.array([rew[a] for a in agents])])
+        obs = env.reset()[0] if any(trunc.values()) or all(term.values()) else nxt
+    data = [np.concatenate([r[i] for r in rows]) for i in range(5)]
+    truth = [env.true_agent_types[a] for a in agents]
+    return data, truth, obs_sizes, action_sizes
 
 
 def synthetic_transitions(types, differ_in, steps_per_agent=400, seed=0):
@@ -49,14 +93,44 @@ def test_types_recovered_with_given_k(differ_in, reconstruct):
         ([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3], "reward"),
         ([0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2], "reward"),
         ([0, 0, 0, 1, 1, 1, 2, 2, 2], "dynamics"),
+        ([0, 1, 1, 1, 1, 2, 2, 2], "reward"),  # a role held by one agent
+        ([0, 0, 0, 0, 1, 1, 1, 1, 2, 3, 3, 3], "dynamics"),
     ],
 )
-def test_davies_bouldin_finds_true_k(types, differ_in):
+def test_automatic_k_finds_true_k(types, differ_in):
     data = synthetic_transitions(types, differ_in, seed=1)
     result = fit_identities(*data, num_agents=len(types), num_actions=NUM_ACTIONS, num_clusters=None)
     assert result.num_clusters == len(set(types))
     assert adjusted_rand_score(types, result.labels) == 1.0
     assert set(result.davies_bouldin) == set(range(2, len(types)))
+    selection = result.k_selection
+    assert set(selection) == {"criterion", "scores", "excluded", "chosen"}
+    assert selection["criterion"] == "silhouette" and selection["chosen"] == result.num_clusters
+    assert set(selection["scores"]) == {str(k) for k in range(2, len(types))}
+    assert set(selection["excluded"]) == {"1", str(len(types))}
+    assert all(isinstance(v, float) for v in selection["scores"].values())
+
+
+def test_same_type_scatter_does_not_drift_to_many_clusters():
+    """Three tight types, each agent slightly off its type's centre: K stays 3 (the plain
+    Davies-Bouldin index keeps falling as agents are split off)."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
+    types = np.repeat([0, 1, 2], 5)
+    identities = centres[types] + rng.normal(scale=0.3, size=(15, 2))
+    assert select_num_clusters(identities)["chosen"] == 3
+    lone = np.vstack([identities, [[6.0, 6.0]]])  # one agent of its own type
+    assert select_num_clusters(lone)["chosen"] == 4
+
+
+@pytest.mark.parametrize("criterion", ["gap", "bic", "davies_bouldin", "davies_bouldin_floor"])
+def test_other_k_criteria_report_their_scores(criterion):
+    """The alternatives measured in bench/identity_recovery.py --criteria keep the same record."""
+    rng = np.random.default_rng(0)
+    identities = np.repeat(np.eye(3) * 4, 4, axis=0) + rng.normal(scale=0.2, size=(12, 3))
+    selection = select_num_clusters(identities, criterion)
+    assert selection["criterion"] == criterion and 1 <= selection["chosen"] <= 12
+    assert all(str(k) in selection["scores"] or str(k) in selection["excluded"] for k in range(1, 13))
 
 
 def test_same_seed_same_result_and_labels_canonical():
@@ -72,14 +146,93 @@ def test_bad_input_is_rejected():
     data = synthetic_transitions([0, 1, 2], "reward")
     with pytest.raises(ValueError, match="z_dim"):
         fit_identities(*data, num_agents=3, num_actions=NUM_ACTIONS, z_dim=0)
-    with pytest.raises(ValueError, match="missing \\[3\\]"):
+    with pytest.raises(ValueError, match="agents \\[3\\] have \\[0\\].*missing \\[3\\]"):
         fit_identities(*data, num_agents=4, num_actions=NUM_ACTIONS, num_clusters=2)
+    with pytest.raises(ValueError, match="outside 0..1"):
+        fit_identities(*data, num_agents=2, num_actions=NUM_ACTIONS, num_clusters=2)
+    with pytest.raises(ValueError, match="obs_sizes"):
+        fit_identities(*data, num_agents=3, num_actions=NUM_ACTIONS, obs_sizes=[4, 4])
+    with pytest.raises(ValueError, match="actions must lie"):
+        fit_identities(*data, num_agents=3, num_actions=NUM_ACTIONS, action_sizes=[2, 2, 2])
     with pytest.raises(ValueError, match="reconstruct"):
         fit_identities(*data, num_agents=3, num_actions=NUM_ACTIONS, reconstruct=("state",))
     with pytest.raises(ValueError, match="num_clusters"):
         cluster_identities(np.zeros((3, 2)), num_clusters=4)
     with pytest.raises(ValueError, match="at least 3 agents"):
         cluster_identities(np.zeros((2, 2)), num_clusters=None)
+    with pytest.raises(ValueError, match="k_criterion"):
+        fit_identities(*data, num_agents=3, num_actions=NUM_ACTIONS, k_criterion="elbow")
+
+
+def test_transitions_per_agent_and_the_agents_with_too_few_are_named():
+    assert transitions_per_agent(np.array([0, 2, 2, 0, 2]), 4).tolist() == [2, 0, 3, 0]
+    with pytest.raises(ValueError, match="outside 0..3"):
+        transitions_per_agent(np.array([0, 4]), 4)
+    types = [0, 0, 1, 1]
+    agent_index, obs, actions, next_obs, rewards = synthetic_transitions(types, "reward", steps_per_agent=120)
+    keep = (agent_index != 1) | (np.arange(len(agent_index)) % 2 == 0)  # agent 1 keeps 60
+    data = [agent_index[keep], obs[keep], actions[keep], next_obs[keep], rewards[keep]]
+    with pytest.raises(ValueError, match="agents \\[1\\] have \\[60\\] \\(at least 100"):
+        fit_identities(*data, num_agents=4, num_actions=NUM_ACTIONS, num_clusters=2)
+    result = fit_identities(*data, num_agents=4, num_actions=NUM_ACTIONS, num_clusters=2, min_transitions_per_agent=50,
+                            min_updates=200)
+    assert len(result.labels) == 4
+
+
+def test_space_groups():
+    assert space_groups(4).tolist() == [0, 0, 0, 0]
+    assert space_groups(5, [8, 6, 8, 6, 8], [5, 5, 5, 5, 4]).tolist() == [0, 1, 0, 1, 2]
+
+
+def test_agents_with_different_spaces_never_share_a_cluster():
+    """Same reward and dynamics, but agents 3..5 see 2 more (padded) features: the space
+    tells them apart even when the identities cannot, and even with K fixed to 1."""
+    types = [0, 0, 0, 0, 0, 0]
+    agent_index, obs, actions, next_obs, rewards = synthetic_transitions(types, "reward", steps_per_agent=200)
+    small = agent_index < 3
+    obs = np.concatenate([obs, np.zeros((len(obs), 2), np.float32)], axis=1)
+    next_obs = np.concatenate([next_obs, np.zeros((len(obs), 2), np.float32)], axis=1)
+    obs[~small, 4:] = np.random.default_rng(0).normal(size=(int((~small).sum()), 2))
+    next_obs[~small, 4:] = obs[~small, 4:] * 0.9
+    sizes = [4, 4, 4, 6, 6, 6]
+    fixed = fit_identities(agent_index, obs, actions, next_obs, rewards, num_agents=6, num_actions=NUM_ACTIONS,
+                           num_clusters=1, obs_sizes=sizes, min_updates=300)
+    assert fixed.labels.tolist() == [0, 0, 0, 1, 1, 1] and fixed.num_clusters == 2
+    assert fixed.k_selection["chosen"] == 2 and "split by observation/action space" in fixed.k_selection["criterion"]
+    assert fixed.space_groups.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_padding_does_not_stand_in_for_the_identity():
+    """Two reward types inside each of two observation sizes: with the padded columns in the
+    decoder's input the size alone would explain half the differences; the identities must
+    find all four types."""
+    types = [0, 0, 1, 1, 2, 2, 3, 3]
+    agent_index, obs, actions, next_obs, rewards = synthetic_transitions(types, "reward", seed=2)
+    sizes = np.array([4, 4, 4, 4, 3, 3, 3, 3])
+    padded = sizes[agent_index] == 3
+    obs[padded, 3] = 0.0
+    next_obs[padded, 3] = 0.0
+    result = fit_identities(agent_index, obs, actions, next_obs, rewards, num_agents=8, num_actions=NUM_ACTIONS,
+                            obs_sizes=sizes)
+    assert adjusted_rand_score(types, result.labels) == 1.0
+
+
+def test_role_particles_roles_found_with_automatic_k():
+    """The test env: roles differ in observation size, actions, reward and dynamics; the
+    leader is alone in its role and shares its spaces with the followers."""
+    data, truth, obs_sizes, action_sizes = env_transitions("roles", {}, 1000)
+    result = fit_identities(*data, num_agents=8, num_actions=5, obs_sizes=obs_sizes, action_sizes=action_sizes)
+    assert result.num_clusters == 3
+    assert adjusted_rand_score(truth, result.labels) == 1.0
+
+
+def test_crware_colours_found_with_automatic_k():
+    """C-RWARE colours differ in observation layout and action meanings (rewards are rare):
+    only the change profile makes the decoder need the identity."""
+    data, truth, _, _ = env_transitions("crware", {"task": "tiny-4ag"}, 1000)
+    result = fit_identities(*data, num_agents=4, num_actions=5)
+    assert result.num_clusters == 2
+    assert adjusted_rand_score(truth, result.labels) == 1.0
 
 
 @pytest.mark.parametrize("preset, true_k", [("v2", 3), ("v6", 5)])
