@@ -296,7 +296,14 @@ def select_num_clusters(
       clusters (the package's earlier rule: the plain index drifts to K = N-1).
     - ``davies_bouldin_floor``: lowest index over K = 2..N-1, a one-agent cluster credited the
       median scatter of the clustering's other clusters.
-    - ``silhouette``: highest mean silhouette over K = 2..N-1.
+    - ``silhouette`` (default): highest mean silhouette over K = 2..N-1. A one-agent cluster
+      scores 0 for its agent but lifts every other agent's score when the agent is far from
+      the rest, so a role held by one agent is kept alone; splitting a tight type lowers the
+      score of its agents, so K does not drift to N-1. Measured on 8 scenarios x 5 seeds of
+      random-policy transitions (``docs/results/identity_recovery_k_criteria.txt``): mean ARI
+      0.89 against 0.92 with the true K given, gap 0.75, davies_bouldin 0.83,
+      davies_bouldin_floor 0.79, bic 0.13. Limits: it cannot choose K = 1, and it may merge
+      small types next to large ones (BPS v4, 3,3,3,12,9: K=3 in 3 of 5 seeds).
     - ``gap``: Tibshirani's gap statistic over K = 1..N-1 (20 uniform references in the
       principal-axes box): the smallest K with gap(K) >= gap(K+1) - s(K+1).
     - ``bic``: spherical Gaussian mixture with a shared variance fitted by k-means, lowest BIC
@@ -372,7 +379,7 @@ def cluster_identities(
     num_clusters: int | None = None,
     seed: int = 0,
     *,
-    criterion: str = "davies_bouldin",
+    criterion: str = DEFAULT_K_CRITERION,
     groups: Optional[np.ndarray] = None,
 ) -> tuple[np.ndarray, np.ndarray, int, dict[int, float]]:
     """k-means (k-means++, 10 restarts) on identity vectors; returns labels, centres, K and
