@@ -242,6 +242,8 @@ def train_identity_vae(
 def _kmeans(identities: np.ndarray, k: int, seed: int) -> np.ndarray:
     if k == 1:
         return np.zeros(len(identities), dtype=np.int64)
+    if k == len(identities):
+        return np.arange(k, dtype=np.int64)
     with warnings.catch_warnings():  # fewer distinct points than k: some clusters coincide
         warnings.simplefilter("ignore", ConvergenceWarning)
         return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(identities)
