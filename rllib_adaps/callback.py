@@ -92,7 +92,7 @@ def _module_facts(learner, module_id: str) -> dict:
     return {"agent_ids": list(m.agent_ids), "num_actions": int(m.action_space.n), "hidden_sizes": list(m.hidden_sizes),
             "agent_slice": m.agent_slice.cpu().numpy(), "agent_mask": m.agent_mask.cpu().numpy(),
             "agent_cluster": m.agent_cluster.cpu().numpy(), "parameters": m.parameter_counts(),
-            "action_sizes": (m.action_logit_penalty == 0).sum(1).cpu().numpy() if m.has_action_masks else None}
+            "obs_sizes": m.obs_sizes, "action_sizes": m.action_sizes}
 
 
 def parameter_groups(agent_slice: np.ndarray, agent_mask: np.ndarray) -> np.ndarray:
@@ -215,7 +215,8 @@ class SharingCallback(RLlibCallback):
             num_agents=len(self.agent_ids), num_actions=facts["num_actions"], num_clusters=opts.num_clusters,
             z_dim=opts.z_dim, kl_weight=opts.kl_weight, epochs=opts.vae_epochs, batch_size=opts.vae_batch_size,
             min_updates=opts.vae_min_updates, lr=opts.vae_lr, reconstruct=opts.reconstruct,
-            drop_identity_leaks=opts.drop_identity_leaks, seed=opts.seed,
+            drop_identity_leaks=opts.drop_identity_leaks, seed=opts.seed, obs_sizes=facts["obs_sizes"],
+            action_sizes=facts["action_sizes"], min_transitions_per_agent=opts.min_transitions_per_agent,
         )
         start = time.perf_counter()
         plan = self.method.plan_install(result, facts["agent_slice"], facts["hidden_sizes"])

@@ -48,9 +48,13 @@ class AgentIndexObservations(MultiAgentObservationPreprocessor):
         super().__init__(input_observation_space, input_action_space, **kwargs)
 
     def recompute_output_observation_space(self, input_observation_space, input_action_space):
+        """One space for every agent: the union of their padded spaces plus the index column.
+
+        It is the module's observation space (``configure_sharing`` builds it the same way),
+        and RLlib requires agents mapped to one module to have equal spaces.
+        """
         if not isinstance(input_observation_space, gym.spaces.Dict):
             return input_observation_space
-        spaces = {}
         for agent, space in input_observation_space.spaces.items():
             if agent not in self._index:
                 raise ValueError(f"Agent {agent!r} is not among the agents this run was set up for: {self.agent_ids}.")
@@ -58,8 +62,16 @@ class AgentIndexObservations(MultiAgentObservationPreprocessor):
                 raise ValueError(
                     f"Agent {agent!r} has observation space {space}; a flat Box of at most {self.obs_dim} dims is needed."
                 )
-            spaces[agent] = padded_index_space([space], self.obs_dim, len(self.agent_ids))
-        return gym.spaces.Dict(spaces)
+        union = padded_index_space(list(input_observation_space.spaces.values()), self.obs_dim, len(self.agent_ids))
+        return gym.spaces.Dict({agent: union for agent in input_observation_space.spaces})
+
+    def recompute_output_action_space(self, input_observation_space, input_action_space):
+        """One ``Discrete(largest)`` for every agent: the module's action space. Actions an agent
+        lacks get no probability (the module masks their logits), so none reaches the env."""
+        if not isinstance(input_action_space, gym.spaces.Dict):
+            return input_action_space
+        largest = gym.spaces.Discrete(max(int(space.n) for space in input_action_space.spaces.values()))
+        return gym.spaces.Dict({agent: largest for agent in input_action_space.spaces})
 
     def preprocess(self, observations: Dict[str, Any], episode) -> Dict[str, np.ndarray]:
         agents = list(observations)

@@ -58,6 +58,7 @@ ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "elu": torch.nn.ELU
 ENGINE_MODEL_CONFIG: Dict[str, Any] = {
     "agent_ids": None,  # env order: row i of every table belongs to agent_ids[i]
     "action_sizes": None,  # valid actions per agent (None: the whole action space)
+    "obs_sizes": None,  # real observation size per agent before padding (identity pre-training reads it)
     "num_slices": 1,  # G parameter slices per layer
     "agent_slices": None,  # initial agent -> slice table (None: all 0)
     "agent_id_input": False,  # FuPS+id: one-hot agent index appended to the features
@@ -200,6 +201,8 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
         self.masking: str = cfg["masking"]
         self.agent_id_input = bool(cfg["agent_id_input"])
         self.hidden_sizes = [int(h) for h in cfg["fcnet_hiddens"]]
+        self.obs_sizes = None if cfg["obs_sizes"] is None else [int(x) for x in cfg["obs_sizes"]]
+        self.action_sizes = None if cfg["action_sizes"] is None else [int(x) for x in cfg["action_sizes"]]
         self.vf_share_layers = bool(cfg["vf_share_layers"])
         masked = set(cfg["masked_networks"]) if self.masking != "none" else set()
         self.mask_actor = "actor" in masked or (self.vf_share_layers and bool(masked))
@@ -265,9 +268,9 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
             raise ValueError(f"{name} supports Discrete action spaces only, got {self.action_space}.")
         if len(getattr(self.observation_space, "shape", ()) or ()) != 1:
             raise ValueError(f"{name} needs a flat Box observation space (features + agent index), got {self.observation_space}.")
-        sizes = cfg["action_sizes"]
-        if sizes is not None and len(sizes) != n:
-            raise ValueError("model_config['action_sizes'] needs one entry per agent id.")
+        for key in ("action_sizes", "obs_sizes"):
+            if cfg[key] is not None and len(cfg[key]) != n:
+                raise ValueError(f"model_config[{key!r}] needs one entry per agent id.")
 
     # ---------------------------------------------------------------- tables
     def used_slices(self) -> torch.Tensor:

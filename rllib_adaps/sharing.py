@@ -128,6 +128,7 @@ def configure_sharing(config: AlgorithmConfig, method: str, *, pad_observations:
         **{k: user[k] for k in SUPPORTED_RLLIB_KEYS if k in config.model_config},
         "agent_ids": list(info.agent_ids),
         "action_sizes": info.action_sizes,
+        "obs_sizes": [int(np.prod(info.observation_spaces[a].shape)) for a in info.agent_ids],
         **sharing.module_config(),
     }
     spec = module_spec(info, model_config)

@@ -11,6 +11,8 @@ from rllib_adaps.rllib_shims import foreach_learner
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 TABLES = ("agent_slice", "agent_mask", "agent_cluster", "mask_table")
+#: A short VAE fit for tests that check where tables go, not how good the clusters are.
+QUICK_FIT = {"vae_min_updates": 150, "vae_epochs": 2}
 
 
 def module_view(module) -> dict:

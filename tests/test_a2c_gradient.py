@@ -1,19 +1,24 @@
-"""PPO with one epoch over one minibatch and no KL term takes the A2C gradient."""
+"""PPO with one epoch over one minibatch and no KL term takes the A2C gradient, in one step."""
 
+import numpy as np
+import pytest
 import torch
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 
 import rllib_adaps  # noqa: F401  (registers the envs)
+from engine_views import learner_views
 from rllib_adaps import a2c_settings, configure_sharing
+from rllib_adaps.rllib_shims import foreach_learner
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 
 def test_ppo_single_pass_loss_has_the_a2c_gradient():
     config = PPOConfig().environment("bps", env_config={"agents_per_type": [1, 1, 1]}).training(train_batch_size_per_learner=64)
     config = a2c_settings(configure_sharing(config, "adaps"))
-    assert config.num_epochs == 1 and config.minibatch_size == 64 and not config.use_kl_loss
-    spec = config.rl_module_spec.rl_module_specs["shared"]
+    assert config.num_epochs == 1 and config.minibatch_size is None and not config.use_kl_loss
+    spec = config.rl_module_spec
     learner = config.build_learner(spaces={"shared": (spec.observation_space, spec.action_space)})
     module = learner.module["shared"].unwrapped()
 
@@ -59,3 +64,33 @@ def test_ppo_single_pass_loss_has_the_a2c_gradient():
     assert any(float(g.abs().sum()) > 0 for g in ppo_grads)
     # Ratio exactly 1: the PPO loss is the A2C loss plus the constant mean(A * logp_old).
     torch.testing.assert_close(ppo_loss, a2c_loss + (advantages * logp).mean() - advantages.mean())
+
+
+@pytest.mark.parametrize("method", ["fups", "nops"])
+def test_a2c_settings_take_exactly_one_optimizer_step_per_iteration(ray_local, method):
+    """Counted on the Learner's optimizer through algo.train(); with NoPS that one step
+    updates every agent's own slice (each network gets its one A2C update)."""
+    config = (
+        PPOConfig()
+        .environment("bps", env_config={"agents_per_type": [2, 2, 2], "max_steps": 25})
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=2)
+        .training(train_batch_size_per_learner=250)
+    )
+    algo = a2c_settings(configure_sharing(config, method)).build_algo()
+    steps = []
+    try:
+        optimizers = {id(o) for _, o in foreach_learner(algo, lambda l: l.get_optimizers_for_module("shared"))[0]}
+        handle = register_optimizer_step_post_hook(lambda opt, a, k: steps.append(1) if id(opt) in optimizers else None)
+        try:
+            for _ in range(2):
+                before = learner_views(algo)[0]["actor.hidden.0.weight"]
+                count = len(steps)
+                algo.train()
+                assert len(steps) - count == 1
+                after = learner_views(algo)[0]["actor.hidden.0.weight"]
+                changed = [not np.array_equal(before[s], after[s]) for s in range(len(before))]
+                assert all(changed) and len(changed) == (6 if method == "nops" else 1)
+        finally:
+            handle.remove()
+    finally:
+        algo.stop()

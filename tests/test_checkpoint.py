@@ -15,7 +15,7 @@ from ray.rllib.core.columns import Columns
 
 import engine_views
 import rllib_adaps
-from engine_views import assert_same_module, learner_views, runner_views
+from engine_views import QUICK_FIT, assert_same_module, learner_views, runner_views
 from rllib_adaps.callback import RESULT_KEY
 from rllib_adaps.multi_module import CheckpointMismatchError, checkpoint_module_ids
 
@@ -41,9 +41,10 @@ def assert_every_runner_holds(algo, learner):
         assert_same_module(learner, runner)
 
 
-@pytest.mark.parametrize("method", ["adaps", "seps"])
-def test_restore_keeps_clusters_everywhere_and_does_not_pretrain_again(ray_local, tmp_path, method):
-    options = dict(pretrain_env_steps=300, identity_env_steps=300, num_clusters=3)
+def test_restore_keeps_clusters_everywhere_and_does_not_pretrain_again(ray_local, tmp_path, method="adaps"):
+    """Restoring is the same for every method (one module; its tables are module state):
+    AdaPS here, SePS through Tune's restore below."""
+    options = dict(pretrain_env_steps=300, identity_env_steps=300, num_clusters=3, **QUICK_FIT)
     algo = rllib_adaps.configure_sharing(config(evaluation=True), method, **options).build_algo()
     try:
         first = algo.train()[RESULT_KEY]
@@ -57,30 +58,33 @@ def test_restore_keeps_clusters_everywhere_and_does_not_pretrain_again(ray_local
 
     # 1. Algorithm.from_checkpoint; 2. restore_from_path into an Algorithm built from the
     # original config (what Tune does). Checked right after the restore, before any sampling.
-    restored = Algorithm.from_checkpoint(checkpoint)
-    fresh = rllib_adaps.configure_sharing(config(evaluation=True), method, **options).build_algo()
-    try:
+    def from_checkpoint():
+        return Algorithm.from_checkpoint(checkpoint)
+
+    def restore_into_fresh():
+        fresh = rllib_adaps.configure_sharing(config(evaluation=True), method, **options).build_algo()
         fresh.restore_from_path(checkpoint)
-        for algo in (restored, fresh):
+        return fresh
+
+    for restore in (from_checkpoint, restore_into_fresh):
+        algo = restore()
+        try:
             after = learner_views(algo)[0]
             assert_same_module(before, after)
             assert_every_runner_holds(algo, after)
             logits = algo.get_module("shared").forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
             torch.testing.assert_close(logits, expected)
-        for algo in (restored, fresh):
             summary = algo.train()[RESULT_KEY]
             assert summary["done"] and summary.get("restored")  # adopted, not fitted again
             assert summary["labels"] == first["labels"]
             assert learner_views(algo)[0]["agent_cluster"].tolist() == first["labels"]
-    finally:
-        restored.stop()
-        fresh.stop()
+        finally:
+            algo.stop()
 
 
 def test_checkpoints_of_another_method_agent_count_or_release_are_refused(ray_local, tmp_path):
-    algo = rllib_adaps.configure_sharing(config(), "adaps", pretrain_env_steps=300, identity_env_steps=300, num_clusters=3).build_algo()
+    algo = rllib_adaps.configure_sharing(config(), "adaps", num_clusters=3).build_algo()
     try:
-        algo.train()
         checkpoint = pathlib.Path(algo.save_to_path(str(tmp_path / "adaps")))
     finally:
         algo.stop()
@@ -99,7 +103,7 @@ def test_checkpoints_of_another_method_agent_count_or_release_are_refused(ray_lo
     finally:
         other_method.stop()
     bigger = config().environment("bps", env_config={"agents_per_type": [3, 3, 3], "max_steps": 25})
-    more_agents = rllib_adaps.configure_sharing(bigger, "adaps", num_clusters=3).build_algo()
+    more_agents = rllib_adaps.configure_sharing(bigger, "adaps", num_clusters=3, **QUICK_FIT).build_algo()
     try:
         with pytest.raises(Exception, match="tables for 6 agents, but this module serves 9"):
             more_agents.restore_from_path(str(checkpoint))
@@ -136,8 +140,7 @@ class RunnersMatchAfterRestore(RLlibCallback):
             self.marker.write_text(f"differs: {err}")
 
 
-@pytest.mark.parametrize("method", ["adaps", "seps"])
-def test_tune_restore_resumes_without_pretraining_again(ray_local, tmp_path, method):
+def test_tune_restore_resumes_without_pretraining_again(ray_local, tmp_path, method="seps"):
     """Tuner.restore after a trial error: the trial resumes from its last checkpoint with the
     same clusters (SePS: the same group modules) and does not pre-train again."""
     import ray.cloudpickle
@@ -148,7 +151,7 @@ def test_tune_restore_resumes_without_pretraining_again(ray_local, tmp_path, met
     ray.cloudpickle.register_pickle_by_value(engine_views)
     base = config().callbacks([functools.partial(FailOnce, marker=str(tmp_path / "failed")),
                                functools.partial(RunnersMatchAfterRestore, marker=str(tmp_path / "runners"))])
-    cfg = rllib_adaps.configure_sharing(base, method, pretrain_env_steps=300, identity_env_steps=300, num_clusters=3)
+    cfg = rllib_adaps.configure_sharing(base, method, pretrain_env_steps=300, identity_env_steps=300, num_clusters=3, **QUICK_FIT)
     run_config = tune.RunConfig(
         name="restore", storage_path=str(tmp_path), stop={"training_iteration": 5}, verbose=0,
         checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1),

@@ -18,7 +18,8 @@ ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
 config = (PPOConfig().environment("bps", env_config={"agents_per_type": [2, 2, 2], "max_steps": 25})
           .env_runners(num_env_runners=1, num_envs_per_env_runner=2)
           .training(train_batch_size_per_learner=300, minibatch_size=150, num_epochs=1).debugging(seed=7))
-algo = rllib_adaps.configure_sharing(config, "adaps", pretrain_env_steps=300, identity_env_steps=300).build_algo()
+algo = rllib_adaps.configure_sharing(config, "adaps", pretrain_env_steps=300, identity_env_steps=300,
+                                     vae_min_updates=300, vae_epochs=2).build_algo()
 summary = algo.train()["identity_pretraining"]
 masks = foreach_learner(algo, lambda l: l.module["shared"].unwrapped().mask_table.numpy().copy())[0]
 callback = next(c for c in algo.callbacks if isinstance(c, rllib_adaps.SharingCallback))

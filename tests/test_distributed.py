@@ -13,7 +13,7 @@ from ray.cluster_utils import Cluster
 from ray.rllib.algorithms.ppo import PPOConfig
 
 import rllib_adaps
-from engine_views import assert_same_module, learner_views, runner_views
+from engine_views import QUICK_FIT, assert_same_module, learner_views, runner_views
 from rllib_adaps.callback import RESULT_KEY
 
 
@@ -39,7 +39,7 @@ def base(num_env_runners=2, **runner_kwargs):
 
 def test_adaps_env_runners_on_two_nodes(two_nodes):
     config = base(custom_resources_per_env_runner={"runner_slot": 1})
-    algo = rllib_adaps.configure_sharing(config, "adaps", pretrain_env_steps=300, identity_env_steps=300, num_clusters=3).build_algo()
+    algo = rllib_adaps.configure_sharing(config, "adaps", pretrain_env_steps=300, identity_env_steps=300, num_clusters=3, **QUICK_FIT).build_algo()
     try:
         results = [algo.train() for _ in range(3)]
         assert results[-1][RESULT_KEY]["done"]
@@ -57,8 +57,8 @@ def test_adaps_env_runners_on_two_nodes(two_nodes):
 def test_two_learners_stay_identical(two_nodes, method):
     """One module per Learner, whatever the method: DDP pairs its all-reduces correctly (the
     drift of RLlib's several-modules case cannot happen)."""
-    options = dict(pretrain_env_steps=300, identity_env_steps=300, num_clusters=3) if method in ("adaps", "seps") else {}
-    config = base(num_env_runners=1).learners(num_learners=2)
+    options = dict(pretrain_env_steps=300, identity_env_steps=300, num_clusters=3, **QUICK_FIT) if method in ("adaps", "seps") else {}
+    config = base(num_env_runners=0).learners(num_learners=2)  # sampling on the driver: no EnvRunner actor
     algo = rllib_adaps.configure_sharing(config, method, **options).build_algo()
     try:
         for _ in range(2):
@@ -68,7 +68,8 @@ def test_two_learners_stay_identical(two_nodes, method):
         assert_same_module(first, second)  # bit-identical weights and tables after 2 iterations
         if method in ("adaps", "seps"):
             assert result[RESULT_KEY]["done"] and first["agent_cluster"].tolist() == result[RESULT_KEY]["labels"]
-        for runner in runner_views(algo):
-            assert_same_module(first, runner)
+        local = algo.env_runner.module["shared"]  # the driver's EnvRunner got the Learners' module
+        np.testing.assert_array_equal(local.agent_cluster.numpy(), first["agent_cluster"])
+        np.testing.assert_array_equal(local.actor.hidden[0].weight.detach().numpy(), first["actor.hidden.0.weight"])
     finally:
         algo.stop()

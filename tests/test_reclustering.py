@@ -5,7 +5,7 @@ import pytest
 from ray.rllib.algorithms.ppo import PPOConfig
 
 import rllib_adaps
-from engine_views import assert_same_module, learner_views, runner_views
+from engine_views import QUICK_FIT, assert_same_module, learner_views, runner_views
 from rllib_adaps.callback import RESULT_KEY
 
 
@@ -20,7 +20,7 @@ def config():
 
 @pytest.mark.parametrize("method", ["adaps", "seps"])
 def test_delay_then_periodic_reclustering(ray_local, method):
-    options = dict(delay_env_steps=300, pretrain_env_steps=300, identity_env_steps=300, num_clusters=3, recluster_every_env_steps=900)
+    options = dict(delay_env_steps=300, pretrain_env_steps=300, identity_env_steps=300, num_clusters=3, recluster_every_env_steps=900, **QUICK_FIT)
     algo = rllib_adaps.configure_sharing(config(), method, **options).build_algo()
     try:
         summaries = [algo.train()[RESULT_KEY] for _ in range(5)]  # 300 env steps per iteration

@@ -17,12 +17,12 @@ import rllib_adaps
 from rllib_adaps.callback import IDENTITY_SCALARS, RESULT_KEY, SHARING_KEY
 from rllib_adaps.rllib_shims import foreach_learner
 
-from engine_views import assert_same_module, learner_views, runner_views
+from engine_views import QUICK_FIT, assert_same_module, learner_views, runner_views
 
 TYPES = [2, 2, 2]
 N = sum(TYPES)
 HIDDEN = 64
-ITERATIONS = 3
+ITERATIONS = 2
 
 
 def ppo(env="bps", env_config=None):
@@ -37,7 +37,7 @@ def ppo(env="bps", env_config=None):
 
 @pytest.fixture(scope="module")
 def trained(ray_local):
-    """Trains every method for 3 iterations (pre-training after the first) and records views."""
+    """Trains every method for 2 iterations (pre-training at the end of the first) and records views."""
     steps = collections.Counter()
     learner_optimizers = set()
 
@@ -49,7 +49,7 @@ def trained(ray_local):
     records = {}
     try:
         for method in rllib_adaps.METHODS:
-            options = {"pretrain_env_steps": 400, "identity_env_steps": 400, "num_clusters": 3} if method in ("adaps", "seps") else {}
+            options = {"pretrain_env_steps": 400, "identity_env_steps": 400, "num_clusters": 3, **QUICK_FIT} if method in ("adaps", "seps") else {}
             algo = rllib_adaps.configure_sharing(ppo(), method, **options).build_algo()
             try:
                 learner_optimizers.clear()

@@ -37,13 +37,10 @@ def test_tuned_example_builds(path):
     assert config.env == env
     assert config.lr == pytest.approx(3e-4) and config.gamma == pytest.approx(0.99)
     assert config.entropy_coeff == pytest.approx(0.01)
-    specs = config.rl_module_spec.rl_module_specs
-    model = next(iter(specs.values())).model_config
-    assert model["fcnet_hiddens"] == [64, 64]
-    if method == "nops":
-        assert len(specs) > 1
-    else:
-        assert list(specs) == ["shared"]
-    assert model["masking"] == {"snp": "random", "adaps": "cluster"}.get(method, "none")
-    assert model["agent_id_input"] == (method == "fups_id")
+    model = config.rl_module_spec.model_config  # one module, "shared", for every method
+    assert set(config.policies) == {"shared"}
+    assert model["fcnet_hiddens"] == [64, 64] and model["sharing_method"] == method
+    assert model.get("num_slices", 1) == (len(model["agent_ids"]) if method == "nops" else 1 if method != "seps" else model["num_slices"])
+    assert model.get("masking", "none") == {"snp": "random", "adaps": "cluster"}.get(method, "none")
+    assert model.get("agent_id_input", False) == (method == "fups_id")
     assert experiment.stop

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from rllib_adaps.identity import RECONSTRUCT_TARGETS, IdentityResult
+from rllib_adaps.identity import DEFAULT_MIN_TRANSITIONS_PER_AGENT, RECONSTRUCT_TARGETS, IdentityResult
 from rllib_adaps.masks import check_threshold
 
 
@@ -45,10 +45,10 @@ class PretrainingOptions(MethodOptions):
     """Identity pre-training: its schedule, the VAE and the clustering (SePS defaults where they exist)."""
 
     pretrain_env_steps: int = 20_000  # shared acting and learning before identities are fit
-    identity_env_steps: int = 1_000  # env steps sampled for the VAE's transitions
+    identity_env_steps: int = 3_000  # env steps sampled for the VAE's transitions (docs/results/identity_recovery*)
     delay_env_steps: int = 0  # extra shared training before pre-training begins
-    min_transitions_per_agent: int = 20  # collect more until every agent has this many
-    num_clusters: Optional[int] = None  # None: chosen automatically over K = 2..N-1
+    min_transitions_per_agent: int = DEFAULT_MIN_TRANSITIONS_PER_AGENT  # collect more until every agent has this many
+    num_clusters: Optional[int] = None  # None: chosen automatically (silhouette over K = 2..N-1)
     z_dim: int = 10
     kl_weight: float = 1e-4
     vae_epochs: int = 10
