@@ -44,9 +44,9 @@ HIDDEN = ("on the new API stack", "RLModule(config=", "core_worker.cc", "Install
           "_disable_action_flattening", "\x1b[")
 
 
-# One run per env and per kind of method (pre-training or not); every tuned example is built in
-# test_tuned_examples, and every method trains in test_sharing_e2e.
-@pytest.mark.parametrize("name", ["adaps_lbf", "seps_bps", "fups_crware"])
+# Two runs (both pre-training methods, two envs); every tuned example is built in
+# test_tuned_examples, and every method and env trains in test_sharing_e2e / test_envs_rllib.
+@pytest.mark.parametrize("name", ["adaps_lbf", "seps_bps"])
 def test_train_file_writes_results_checkpoint_and_evaluates(tmp_path, name):
     path = small_copy(tmp_path, name)
     storage = tmp_path / "results"
