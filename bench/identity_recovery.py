@@ -28,7 +28,7 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from rllib_adaps.envs import make_parallel_env
-from rllib_adaps.identity import K_CRITERIA, cluster_identities_with_selection, fit_identities, select_num_clusters
+from rllib_adaps.identity import K_CRITERIA, cluster_identities_with_selection, fit_identities
 
 SCENARIOS = {
     "bps_v1": ("bps", {"preset": "v1"}),

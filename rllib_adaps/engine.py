@@ -358,10 +358,13 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
         features = obs[..., :-1]
         if self.agent_id_input:
             features = torch.cat([features, torch.nn.functional.one_hot(index, self.num_agents).to(features.dtype)], dim=-1)
-        used = self.used_slices()
-        compact = torch.full((self.num_slices,), -1, dtype=torch.int64, device=used.device)
-        compact[used] = torch.arange(len(used), device=used.device)
-        routing = Routing(self.agent_slice[index], used, compact)
+        if self.num_slices == 1:  # FuPS, FuPS+id, SNP-PS, AdaPS: nothing to route
+            routing = Routing(None, self.agent_slice.new_zeros(1), None)
+        else:
+            used = self.used_slices()
+            compact = torch.full((self.num_slices,), -1, dtype=torch.int64, device=used.device)
+            compact[used] = torch.arange(len(used), device=used.device)
+            routing = Routing(self.agent_slice[index], used, compact)
         masks = self.mask_table[self.agent_mask[index]].to(features.dtype) if (self.mask_actor or self.mask_critic) else None
         if not routing.single:
             features = routing.scatter(features)
@@ -369,11 +372,12 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
         return features, index, routing, masks
 
     def _policy(self, net: GroupedMLP, features, index, routing, masks) -> torch.Tensor:
-        logits = net(features, routing, masks if self.mask_actor else None)
-        logits = logits if routing.single else routing.gather(logits)
-        if self.has_action_masks:
-            logits = logits + self.action_logit_penalty[index]
-        return logits
+        return self._logits(net(features, routing, masks if self.mask_actor else None), index, routing)
+
+    def _logits(self, head_out, index, routing) -> torch.Tensor:
+        """Head output back in sample order, with the actions an agent lacks masked out."""
+        logits = head_out if routing.single else routing.gather(head_out)
+        return logits + self.action_logit_penalty[index] if self.has_action_masks else logits
 
     def _value_embeddings(self, features, routing, masks) -> torch.Tensor:
         """The critic's last hidden layer (the shared trunk's with ``vf_share_layers``)."""
@@ -394,12 +398,8 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
     def _forward_train(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
         features, index, routing, masks = self._inputs(batch)
         if self.vf_share_layers:  # one trunk pass feeds both heads
-            trunk = self.actor.body(features, routing, masks if self.mask_actor else None)
-            logits = self.actor.head(trunk, routing)
-            logits = logits if routing.single else routing.gather(logits)
-            if self.has_action_masks:
-                logits = logits + self.action_logit_penalty[index]
-            embeddings = trunk
+            embeddings = self.actor.body(features, routing, masks if self.mask_actor else None)
+            logits = self._logits(self.actor.head(embeddings, routing), index, routing)
         else:
             logits = self._policy(self.actor, features, index, routing, masks)
             embeddings = self._value_embeddings(features, routing, masks)

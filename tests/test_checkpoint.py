@@ -5,7 +5,6 @@ import pathlib
 import shutil
 import sys
 
-import numpy as np
 import pytest
 import torch
 from ray.rllib.algorithms.algorithm import Algorithm

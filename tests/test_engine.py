@@ -1,6 +1,5 @@
 """The sharing engine on its own: slices, masks, routing, equivalence to separate networks."""
 
-import copy
 
 import gymnasium as gym
 import numpy as np
@@ -9,7 +8,7 @@ import torch
 from ray.rllib.core.columns import Columns
 
 from rllib_adaps.engine import AdaPSModule, GroupedLinear, ParameterSharingModule
-from rllib_adaps.methods import InstallPlan, apply_plan, get_method
+from rllib_adaps.methods import apply_plan, get_method
 from rllib_adaps.identity import IdentityResult
 
 AGENTS = [f"agent_{i}" for i in range(4)]
