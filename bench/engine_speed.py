@@ -1,11 +1,13 @@
 """Speed of the sharing engine against full sharing and against plain RLlib, side by side.
 
-    python bench/engine_speed.py --agents 120 --types 3 --rounds 5 > docs/results/engine_speed.txt
+    python bench/engine_speed.py --agents 120 --types 3 > docs/results/engine_speed.txt
 
 Every configuration is built once in this process (local EnvRunner, local Learner: no Ray
 scheduling noise), then the configurations take turns: each round, each runs ``--iters`` PPO
-iterations and its time per agent step is recorded. Ratios are medians over rounds of
-FuPS time / method time (>= 1: as fast as FuPS or faster).
+iteration(s) and its time per agent step is recorded. Ratios are medians over rounds of
+FuPS time / method time in the same round (>= 1: as fast as FuPS or faster): pairing by
+round cancels the machine's slow drifts, which on a shared 2-core machine are larger than
+the differences measured. A second table times the module alone (no RLlib sampling).
 
 - ``plain``: RLlib's own DefaultPPOTorchRLModule, one module shared by all agents, no plugin
   piece (no agent-index connector, no callback): the cost of the plugin itself.
@@ -18,6 +20,7 @@ FuPS time / method time (>= 1: as fast as FuPS or faster).
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import time
 
@@ -55,13 +58,52 @@ def build(method: str, agents: int, types: int, batch: int):
     return algo
 
 
+def module_step_times(algos, agents: int, rows: int, reps: int):
+    """Module-only cost (no RLlib sampling around it), us per sample, interleaved across methods.
+
+    ``act``: an EnvRunner-style forward (no gradient) on ``rows`` samples, agents in turn.
+    ``train``: forward_train + values + backward + one Adam step on ``rows`` random samples.
+    """
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    generator = torch.Generator().manual_seed(0)
+    out = {m: {"act": [], "train": []} for m in algos}
+    setups = {}
+    for m, algo in algos.items():
+        learner = algo.learner_group._learner
+        module = learner.module[next(iter(learner.module.keys()))]
+        obs_dim = module.observation_space.shape[0]
+        obs = torch.rand(rows, obs_dim, generator=generator)
+        if m != "plain":
+            obs[:, -1] = torch.arange(rows) % agents
+        params = [p for p in module.parameters() if p.requires_grad]
+        setups[m] = (module, obs, torch.optim.Adam(params, lr=1e-6))
+    for _ in range(reps):
+        for m, (module, obs, optimizer) in setups.items():
+            batch = {Columns.OBS: obs}
+            start = time.perf_counter()
+            with torch.no_grad():
+                module.forward_exploration(batch)
+            out[m]["act"].append((time.perf_counter() - start) / rows * 1e6)
+            start = time.perf_counter()
+            fwd = module.forward_train(batch)
+            loss = fwd[Columns.ACTION_DIST_INPUTS].square().mean() + module.compute_values(batch, fwd.get(Columns.EMBEDDINGS)).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            out[m]["train"].append((time.perf_counter() - start) / rows * 1e6)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", type=int, default=120)
     parser.add_argument("--types", type=int, default=3)
     parser.add_argument("--batch", type=int, default=400, help="train batch in env steps")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--iters", type=int, default=2, help="iterations per configuration per round")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--iters", type=int, default=1, help="iterations per configuration per round")
+    parser.add_argument("--module-reps", type=int, default=50)
     parser.add_argument("--methods", default="plain,fups,nops,seps,adaps")
     args = parser.parse_args()
 
@@ -78,23 +120,39 @@ def main() -> None:
         algo.train()  # warm-up
     for _ in range(args.rounds):
         for m, algo in algos.items():
+            gc.collect()  # RLlib's episodes leave much garbage; collect it outside the timed span
             before = algo.train()["env_runners"]["num_env_steps_sampled_lifetime"]
             start = time.perf_counter()
             for _ in range(args.iters):
                 after = algo.train()["env_runners"]["num_env_steps_sampled_lifetime"]
             times[m].append((time.perf_counter() - start) / ((after - before) * args.agents) * 1e6)
+    module_times = module_step_times(algos, args.agents, rows=4 * args.agents, reps=args.module_reps)
     for algo in algos.values():
         algo.stop()
 
-    print(f"BPS, {args.agents} agents of {args.types} types, batch {args.batch} env steps, 1 epoch, one minibatch; "
-          f"{args.rounds} rounds x {args.iters} iterations per configuration, taking turns")
-    print(f"{'config':8} {'us/agent step (median)':>24} {'min':>8} {'max':>8} {'FuPS time / this':>18}")
-    fups = statistics.median(times["fups"]) if "fups" in times else float("nan")
+    def paired(reference, m, series):  # median over rounds of reference time / method time, same round
+        return statistics.median(r / t for r, t in zip(series[reference], series[m]))
+
+    print(f"BPS, {args.agents} agents of {args.types} types, batch {args.batch} env steps, 1 epoch, minibatch "
+          f"{args.batch} (RLlib cuts it in agent rows); {args.rounds} rounds x {args.iters} iteration(s) per "
+          f"configuration, taking turns")
+    print("\nWhole PPO iterations (sampling + learning), us per agent step; ratio = median over rounds of "
+          "FuPS time / this time in the same round (>= 1: as fast as FuPS or faster)")
+    print(f"{'config':8} {'median':>8} {'min':>8} {'max':>8} {'FuPS/this':>10}")
     for m in methods:
-        med = statistics.median(times[m])
-        print(f"{m:8} {med:24.1f} {min(times[m]):8.1f} {max(times[m]):8.1f} {fups / med:18.3f}")
+        ratio = paired("fups", m, times) if "fups" in times else float("nan")
+        print(f"{m:8} {statistics.median(times[m]):8.1f} {min(times[m]):8.1f} {max(times[m]):8.1f} {ratio:10.3f}")
     if "plain" in times and "fups" in times:
-        print(f"FuPS (plugin) relative to plain RLlib, plain time / FuPS time: {statistics.median(times['plain']) / fups:.3f}")
+        print(f"FuPS (plugin) relative to plain RLlib, plain time / FuPS time (paired median): {paired('plain', 'fups', times):.3f}")
+
+    rows = 4 * args.agents
+    print(f"\nModule only ({rows} samples, {args.module_reps} reps interleaved), us per sample, median; "
+          "act = EnvRunner forward, train = forward + values + backward + Adam step")
+    print(f"{'config':8} {'act':>8} {'train':>8} {'FuPS/this act':>14} {'FuPS/this train':>16}")
+    for m in methods:
+        a, t = (statistics.median(module_times[m][k]) for k in ("act", "train"))
+        fa, ft = (statistics.median(module_times["fups"][k]) for k in ("act", "train")) if "fups" in methods else (float("nan"),) * 2
+        print(f"{m:8} {a:8.2f} {t:8.2f} {fa / a:14.3f} {ft / t:16.3f}")
 
 
 if __name__ == "__main__":

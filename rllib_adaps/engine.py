@@ -108,12 +108,18 @@ class Routing:
     ``U`` counts the slices the agents use (SePS allocates more than it uses).
     """
 
-    def __init__(self, sample_slice: torch.Tensor, used_slices: torch.Tensor, compact: torch.Tensor):
-        self.used = used_slices  # [U] slice ids in use
+    def __init__(self, sample_slice: torch.Tensor, used_slices: torch.Tensor, num_slices: int):
+        self.used = used_slices  # [U] slice ids in use (sorted)
         self.single = len(used_slices) == 1
+        self.all_slices = len(used_slices) == num_slices  # then slice id == block index
         if self.single:
             return
-        sample_compact = compact[sample_slice]  # [B] in 0..U-1
+        if self.all_slices:
+            sample_compact = sample_slice
+        else:
+            compact = torch.full((num_slices,), -1, dtype=torch.int64, device=used_slices.device)
+            compact[used_slices] = torch.arange(len(used_slices), device=used_slices.device)
+            sample_compact = compact[sample_slice]  # [B] in 0..U-1
         counts = torch.bincount(sample_compact, minlength=len(used_slices))
         self.rows = int(counts.max()) if len(sample_compact) else 0
         order = torch.argsort(sample_compact, stable=True)
@@ -148,6 +154,8 @@ class GroupedLinear(torch.nn.Module):
         if routing.single:
             g = routing.used[0]
             return torch.addmm(self.bias[g], x, self.weight[g])
+        if routing.all_slices:  # NoPS, and SePS using its whole bound: no copy of the weights
+            return torch.baddbmm(self.bias[:, None, :], x, self.weight)
         weight, bias = self.weight.index_select(0, routing.used), self.bias.index_select(0, routing.used)
         return torch.baddbmm(bias[:, None, :], x, weight)
 
@@ -359,12 +367,9 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
         if self.agent_id_input:
             features = torch.cat([features, torch.nn.functional.one_hot(index, self.num_agents).to(features.dtype)], dim=-1)
         if self.num_slices == 1:  # FuPS, FuPS+id, SNP-PS, AdaPS: nothing to route
-            routing = Routing(None, self.agent_slice.new_zeros(1), None)
+            routing = Routing(None, self.agent_slice.new_zeros(1), 1)
         else:
-            used = self.used_slices()
-            compact = torch.full((self.num_slices,), -1, dtype=torch.int64, device=used.device)
-            compact[used] = torch.arange(len(used), device=used.device)
-            routing = Routing(self.agent_slice[index], used, compact)
+            routing = Routing(self.agent_slice[index], self.used_slices(), self.num_slices)
         masks = self.mask_table[self.agent_mask[index]].to(features.dtype) if (self.mask_actor or self.mask_critic) else None
         if not routing.single:
             features = routing.scatter(features)
