@@ -46,7 +46,7 @@ def build(method: str, agents: int, types: int, batch: int):
         config.multi_agent(policies={"p"}, policy_mapping_fn=lambda agent_id, episode, **kw: "p")
         config.rl_module(rl_module_spec=RLModuleSpec())
         return config.build_algo()
-    options = {"pretrain_env_steps": 10**12, "num_clusters": types} if method in ("seps", "adaps") else {}
+    options = {"shared_training_env_steps": 10**12, "num_clusters": types} if method in ("seps", "adaps") else {}
     algo = rllib_adaps.configure_sharing(config, method, **options).build_algo()
     if options:  # install the true types' clustering directly: what a fit would install
         callback = next(c for c in algo.callbacks if isinstance(c, rllib_adaps.SharingCallback))

@@ -34,28 +34,28 @@ SCENARIOS = {
         "env": "bps",
         "env_config": {"preset": "v1"},
         "env_steps": 30_000,
-        "pretraining": {"pretrain_env_steps": 6_000, "identity_env_steps": 1_000},
+        "pretraining": {"shared_training_env_steps": 6_000, "identity_env_steps": 1_000},
     },
     "bps_v2": {
         "title": "BPS v2 (30 agents, 3 x 10)",
         "env": "bps",
         "env_config": {"preset": "v2"},
         "env_steps": 16_000,
-        "pretraining": {"pretrain_env_steps": 4_000, "identity_env_steps": 1_000},
+        "pretraining": {"shared_training_env_steps": 4_000, "identity_env_steps": 1_000},
     },
     "lbf": {
         "title": "LBF 8x8, levels 1,1,2,2,3,3, 3 foods",
         "env": "lbf",
         "env_config": {"levels": [1, 1, 2, 2, 3, 3], "grid_size": 8, "foods": 3, "max_steps": 50},
         "env_steps": 40_000,
-        "pretraining": {"pretrain_env_steps": 8_000, "identity_env_steps": 2_000},
+        "pretraining": {"shared_training_env_steps": 8_000, "identity_env_steps": 2_000},
     },
     "crware": {
         "title": "C-RWARE tiny-4ag, 2 colours",
         "env": "crware",
         "env_config": {"task": "tiny-4ag", "max_steps": 500},
         "env_steps": 50_000,
-        "pretraining": {"pretrain_env_steps": 10_000, "identity_env_steps": 2_000},
+        "pretraining": {"shared_training_env_steps": 10_000, "identity_env_steps": 2_000},
     },
 }
 

@@ -56,7 +56,7 @@ def measure(method: str, agents: int, types: int, min_seconds: float, batch: int
         .rl_module(model_config={"fcnet_hiddens": [64, 64]})
         .debugging(seed=0)
     )
-    options = {"pretrain_env_steps": 1, "identity_env_steps": 200, "num_clusters": types} if method in ("adaps", "seps") else {}
+    options = {"shared_training_env_steps": 1, "identity_env_steps": 200, "num_clusters": types} if method in ("adaps", "seps") else {}
     start = time.perf_counter()
     algo = rllib_adaps.configure_sharing(config, method, **options).build_algo()
     build = time.perf_counter() - start

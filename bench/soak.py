@@ -52,7 +52,7 @@ def main():
         .fault_tolerance(restart_failed_env_runners=True)
         .callbacks(StaleModuleProbe)
     )
-    algo = rllib_adaps.configure_sharing(config, "adaps", pretrain_env_steps=10_000, identity_env_steps=1_000).build_algo()
+    algo = rllib_adaps.configure_sharing(config, "adaps", shared_training_env_steps=10_000, identity_env_steps=1_000).build_algo()
     rng = random.Random(0)
     start = last_kill = time.time()
     returns, kills, stale_after_fit, fit_iteration = [], 0, 0, None

@@ -34,7 +34,7 @@ def main() -> None:
             .training(train_batch_size_per_learner=2000, minibatch_size=500, num_epochs=4)
             .debugging(seed=0)
         )
-        options = {"pretrain_env_steps": 10**12, "num_clusters": 3} if name in ("adaps", "seps") else {}
+        options = {"shared_training_env_steps": 10**12, "num_clusters": 3} if name in ("adaps", "seps") else {}
         config = rllib_adaps.configure_sharing(config, name, **options)
         if a2c:
             config = rllib_adaps.a2c_settings(config)

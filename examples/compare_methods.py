@@ -27,7 +27,8 @@ parser.add_argument("--env-config", type=json.loads, default={"preset": "v1"})
 parser.add_argument("--methods", default="fups,adaps,seps,nops")
 parser.add_argument("--seeds", default="0,1")
 parser.add_argument("--env-steps", type=int, default=12_000)
-parser.add_argument("--pretrain-env-steps", type=int, default=4_000)
+parser.add_argument("--shared-training-env-steps", type=int, default=0, help="AdaPS/SePS: shared training before the identity fit")
+parser.add_argument("--batch", type=int, default=2_000, help="train batch per iteration in env steps (minibatch: a quarter)")
 parser.add_argument("--out", default="results/compare")
 args = parser.parse_args()
 
@@ -40,10 +41,10 @@ config = (
     PPOConfig()
     .environment(args.env, env_config=args.env_config)
     .env_runners(num_env_runners=0, num_envs_per_env_runner=8)
-    .training(lr=3e-4, entropy_coeff=0.01, gamma=0.99, train_batch_size_per_learner=2000, minibatch_size=500, num_epochs=4)
+    .training(lr=3e-4, entropy_coeff=0.01, gamma=0.99, train_batch_size_per_learner=args.batch, minibatch_size=args.batch // 4, num_epochs=4)
     .rl_module(model_config={"fcnet_hiddens": [64, 64]})
 )
-pretraining = {"pretrain_env_steps": args.pretrain_env_steps, "identity_env_steps": 1_000}
+pretraining = {"shared_training_env_steps": args.shared_training_env_steps, "identity_env_steps": 1_000}
 ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
 summary = compare(
     config, methods, [int(s) for s in args.seeds.split(",")], args.env_steps, args.out, scenario=f"{args.env} {args.env_config}",

@@ -82,7 +82,7 @@ if __name__ == "__main__":
         .env_runners(num_env_runners=0, num_envs_per_env_runner=4)
         .training(train_batch_size_per_learner=800, minibatch_size=400, num_epochs=4)
     )
-    config = rllib_adaps.configure_sharing(config, "adaps", pretrain_env_steps=1_600, identity_env_steps=800)
+    config = rllib_adaps.configure_sharing(config, "adaps", identity_env_steps=800)
     ray.init(num_cpus=2, include_dashboard=False)
     algo = config.build_algo()
     for i in range(args.iters):

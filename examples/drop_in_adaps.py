@@ -25,9 +25,10 @@ config = (
     .rl_module(model_config={"fcnet_hiddens": [64, 64]})
 )
 
-# 2. The drop-in: one shared AdaPSModule, identity pre-training after 4,000 env steps,
-#    agents clustered (K by Davies-Bouldin) and each cluster given its own neuron mask.
-config = rllib_adaps.configure_sharing(config, args.method, pretrain_env_steps=4_000, identity_env_steps=1_000)
+# 2. The drop-in: one shared AdaPSModule; at the start of training, identities are fitted on
+#    1,000 env steps of the initial policy's transitions, agents are clustered (K chosen
+#    automatically) and each cluster gets its own neuron mask.
+config = rllib_adaps.configure_sharing(config, args.method, identity_env_steps=1_000)
 
 ray.init(num_cpus=2, include_dashboard=False)
 algo = config.build_algo()

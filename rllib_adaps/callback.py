@@ -1,12 +1,16 @@
 """``SharingCallback``: the schedule of identity pre-training, and per-group metrics.
 
 Timeline of a run of a pre-training method (env steps sampled, lifetime):
-1. ``0 .. delay + pretrain``: every agent acts and learns with the shared parameters.
-2. At ``delay + pretrain``: every EnvRunner samples ``identity_env_steps`` with the current
-   policy (more, if some agent has fewer than ``min_transitions_per_agent`` transitions);
-   the driver fits identities and clusters (``rllib_adaps.identity``); the method turns the
-   fit into routing tables (``SharingMethod.plan_install``), and the plan is written into
-   every Learner's and every EnvRunner's copy of the module (``methods.apply_plan``).
+1. Optional (``shared_training_env_steps``, default 0): every agent acts and learns with the
+   shared parameters.
+2. Then (by default at the start of the first ``train()``, before any update: the AdaPS
+   paper's timeline): every EnvRunner samples ``identity_env_steps`` with the current policy
+   (more, if some agent has fewer than ``min_transitions_per_agent`` transitions); the
+   driver fits identities and clusters (``rllib_adaps.identity``); the method turns the fit
+   into routing tables (``SharingMethod.plan_install``), and the plan is written into every
+   Learner's and every EnvRunner's copy of the module (``methods.apply_plan``). The
+   collection's env steps count as sampled env steps, so a budget in env steps is the same
+   total for every method; none of them trains the policy.
 3. Optionally, re-clustering every ``recluster_every_env_steps``.
 
 Every method logs, every iteration, ``sharing/*`` (groups of agents that use the same
@@ -30,7 +34,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from rllib_adaps.identity import IdentityResult, fit_identities
 from rllib_adaps.methods import PretrainingOptions, SharingMethod, apply_plan, get_method
-from rllib_adaps.rllib_shims import env_runner_groups, foreach_learner, wrap_restores
+from rllib_adaps.rllib_shims import before_first_training_step, env_runner_groups, foreach_learner, wrap_restores
 
 logger = logging.getLogger("rllib_adaps")
 if not logger.handlers:  # progress of pre-training must show from inside Tune's trial actors
@@ -107,7 +111,7 @@ class SharingCallback(RLlibCallback):
 
     ``configure_sharing`` sets it up. By hand::
 
-        config.callbacks(SharingCallback.configured(method="adaps", pretrain_env_steps=20_000))
+        config.callbacks(SharingCallback.configured(method="adaps", agent_ids=agents))
     """
 
     def __init__(self, method: str = "adaps", agent_ids: Optional[Sequence[str]] = None, module_id: str = SHARED_MODULE_ID,
@@ -145,6 +149,13 @@ class SharingCallback(RLlibCallback):
         self.method = self.method_class(self.raw_options, num_agents=len(self.agent_ids))
         self._read_tables(algorithm, facts)
         wrap_restores(algorithm, [self.module_id], self._read_tables)
+        if self.method.pretrains and self.options.shared_training_env_steps == 0:
+            before_first_training_step(algorithm, self._fit_at_start)
+
+    def _fit_at_start(self, algorithm) -> None:
+        if self._fit_at_env_step is None:  # not adopted from a restored checkpoint
+            env_steps = int(algorithm.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0))
+            self.pretrain_and_install(algorithm, env_steps)
 
     def on_checkpoint_loaded(self, *, algorithm, **kwargs) -> None:
         self._read_tables(algorithm)  # the callback's own state is not checkpointed; the tables are
@@ -194,9 +205,8 @@ class SharingCallback(RLlibCallback):
 
     # ------------------------------------------------------------ the work
     def _is_due(self, env_steps: int) -> bool:
-        start = self.options.delay_env_steps + self.options.pretrain_env_steps
         if self._fit_at_env_step is None:
-            return env_steps >= start
+            return env_steps >= self.options.shared_training_env_steps
         every = self.options.recluster_every_env_steps
         return every is not None and env_steps - self._fit_at_env_step >= every
 

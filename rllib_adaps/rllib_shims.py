@@ -15,6 +15,9 @@
    critic on every EnvRunner. ``configure_sharing`` therefore sets one ``RLModuleSpec``
    (RLlib builds the plain ``MultiRLModule`` around it), and the check that a checkpoint holds
    the same module ids runs before each restore here instead of in a MultiRLModule subclass.
+5. No callback fires between an Algorithm's set-up (including a restore into it) and its
+   first training step: ``on_algorithm_init`` comes before ``from_checkpoint`` restores.
+   ``before_first_training_step`` runs work there, so that it can see what a restore adopted.
 """
 
 from __future__ import annotations
@@ -70,3 +73,16 @@ def wrap_restores(algorithm, module_ids: List[str], after: Callable[[Any], None]
         return out
 
     algorithm.restore_from_path = restore_from_path
+
+
+def before_first_training_step(algorithm, fn: Callable[[Any], None]) -> None:
+    """Runs ``fn(algorithm)`` once, at the start of the first ``train()`` (before any sampling of
+    that iteration). If ``fn`` raises, the next ``train()`` runs it again."""
+    original = algorithm.training_step
+
+    def training_step(*args, **kwargs):
+        fn(algorithm)
+        algorithm.training_step = original
+        return original(*args, **kwargs)
+
+    algorithm.training_step = training_step

@@ -114,7 +114,7 @@ def configure_sharing(config: AlgorithmConfig, method: str, *, pad_observations:
         pad_observations: zero-pad observations of different sizes to the largest.
         **options: the method's options (``rllib_adaps.methods``): ``snp``: ``pruning_rate``,
             ``mask_seed``, ``masked_networks``; ``seps``: ``PretrainingOptions`` (``num_clusters``,
-            ``pretrain_env_steps``, ``identity_env_steps``, ``z_dim``, ...); ``adaps``: those plus
+            ``shared_training_env_steps``, ``identity_env_steps``, ``z_dim``, ...); ``adaps``: those plus
             ``mask_threshold``, ``mask_seed``, ``masked_networks``. Others take none.
     """
     method_class = get_method(method)

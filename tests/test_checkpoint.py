@@ -19,11 +19,11 @@ from rllib_adaps.callback import RESULT_KEY
 from rllib_adaps.multi_module import CheckpointMismatchError, checkpoint_module_ids
 
 
-def config(evaluation=False):
+def config(evaluation=False, num_env_runners=1):
     cfg = (
         PPOConfig()
         .environment("bps", env_config={"agents_per_type": [2, 2, 2], "max_steps": 25})
-        .env_runners(num_env_runners=1, num_envs_per_env_runner=2)
+        .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=2)
         .training(train_batch_size_per_learner=300, minibatch_size=150, num_epochs=1)
         .debugging(seed=0)
     )
@@ -43,7 +43,7 @@ def assert_every_runner_holds(algo, learner):
 def test_restore_keeps_clusters_everywhere_and_does_not_pretrain_again(ray_local, tmp_path, method="adaps"):
     """Restoring is the same for every method (one module; its tables are module state):
     AdaPS here, SePS through Tune's restore below."""
-    options = dict(pretrain_env_steps=300, identity_env_steps=300, num_clusters=3, **QUICK_FIT)
+    options = dict(identity_env_steps=300, num_clusters=3, **QUICK_FIT)  # fitted at the start of the first train()
     algo = rllib_adaps.configure_sharing(config(evaluation=True), method, **options).build_algo()
     try:
         first = algo.train()[RESULT_KEY]
@@ -82,7 +82,8 @@ def test_restore_keeps_clusters_everywhere_and_does_not_pretrain_again(ray_local
 
 
 def test_checkpoints_of_another_method_agent_count_or_release_are_refused(ray_local, tmp_path):
-    algo = rllib_adaps.configure_sharing(config(), "adaps", num_clusters=3).build_algo()
+    local = functools.partial(config, num_env_runners=0)  # refusals happen on the Learner: no EnvRunner actor needed
+    algo = rllib_adaps.configure_sharing(local(), "adaps", num_clusters=3).build_algo()
     try:
         checkpoint = pathlib.Path(algo.save_to_path(str(tmp_path / "adaps")))
     finally:
@@ -93,7 +94,7 @@ def test_checkpoints_of_another_method_agent_count_or_release_are_refused(ray_lo
     modules = old / "learner_group" / "learner" / "rl_module"
     (modules / "shared").rename(modules / "agent_0")
 
-    other_method = rllib_adaps.configure_sharing(config(), "fups").build_algo()
+    other_method = rllib_adaps.configure_sharing(local(), "fups").build_algo()
     try:
         with pytest.raises(Exception, match="written by a 'adaps' run, but this run uses 'fups'"):
             other_method.restore_from_path(str(checkpoint))
@@ -101,7 +102,7 @@ def test_checkpoints_of_another_method_agent_count_or_release_are_refused(ray_lo
             other_method.restore_from_path(str(old))
     finally:
         other_method.stop()
-    bigger = config().environment("bps", env_config={"agents_per_type": [3, 3, 3], "max_steps": 25})
+    bigger = local().environment("bps", env_config={"agents_per_type": [3, 3, 3], "max_steps": 25})
     more_agents = rllib_adaps.configure_sharing(bigger, "adaps", num_clusters=3, **QUICK_FIT).build_algo()
     try:
         with pytest.raises(Exception, match="tables for 6 agents, but this module serves 9"):
@@ -150,7 +151,7 @@ def test_tune_restore_resumes_without_pretraining_again(ray_local, tmp_path, met
     ray.cloudpickle.register_pickle_by_value(engine_views)
     base = config().callbacks([functools.partial(FailOnce, marker=str(tmp_path / "failed")),
                                functools.partial(RunnersMatchAfterRestore, marker=str(tmp_path / "runners"))])
-    cfg = rllib_adaps.configure_sharing(base, method, pretrain_env_steps=300, identity_env_steps=300, num_clusters=3, **QUICK_FIT)
+    cfg = rllib_adaps.configure_sharing(base, method, shared_training_env_steps=300, identity_env_steps=300, num_clusters=3, **QUICK_FIT)
     run_config = tune.RunConfig(
         name="restore", storage_path=str(tmp_path), stop={"training_iteration": 5}, verbose=0,
         checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1),

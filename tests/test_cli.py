@@ -20,12 +20,12 @@ RLLIB = [sys.executable, "-m", "rllib_adaps.cli"]
 
 
 def small_copy(tmp_path, name):
-    """The tuned example with a budget for CI: smaller batches, pre-training after iteration 1."""
+    """The tuned example with a budget for CI: smaller batches and identity collection."""
     data = yaml.safe_load((ROOT / "tuned_examples" / f"{name}.yaml").read_text())
     spec = next(iter(data.values()))
     spec["config"].update({"train_batch_size_per_learner": 400, "minibatch_size": 200, "num_epochs": 1, "num_envs_per_env_runner": 2})
-    if "pretrain_env_steps" in spec["sharing"]:
-        spec["sharing"].update({"pretrain_env_steps": 400, "identity_env_steps": 300})
+    if spec["sharing"]["method"] in ("adaps", "seps"):
+        spec["sharing"].update({"identity_env_steps": 300})
     if spec["env"] == "crware":
         spec["config"]["env_config"]["max_steps"] = 100
     path = tmp_path / f"{name}.yaml"
@@ -44,9 +44,9 @@ HIDDEN = ("on the new API stack", "RLModule(config=", "core_worker.cc", "Install
           "_disable_action_flattening", "\x1b[")
 
 
-# Two runs (both pre-training methods, two envs); every tuned example is built in
-# test_tuned_examples, and every method and env trains in test_sharing_e2e / test_envs_rllib.
-@pytest.mark.parametrize("name", ["adaps_lbf", "seps_bps"])
+# One run (the README's main job); every tuned example is built in test_tuned_examples, and
+# every method and env trains in test_sharing_e2e / test_envs_rllib.
+@pytest.mark.parametrize("name", ["adaps_lbf"])
 def test_train_file_writes_results_checkpoint_and_evaluates(tmp_path, name):
     path = small_copy(tmp_path, name)
     storage = tmp_path / "results"
@@ -125,7 +125,9 @@ exp:
          "In .*exp.yaml, key 'sharing.mask_threshold' \\(value 1.5\\): .*\\(0, 1\\)"),
         (GOOD.replace("method: fups", "method: seps, num_clusters: 40"),
          "In .*exp.yaml, key 'sharing.num_clusters' \\(value 40\\): num_clusters \\(K\\) must be in \\[1, 15\\]"),
-        (GOOD.replace("method: fups", "method: adaps, pretrain_env_steps: 0"), "In .*exp.yaml, key 'sharing.pretrain_env_steps'"),
+        (GOOD.replace("method: fups", "method: adaps, shared_training_env_steps: -1"), "In .*exp.yaml, key 'sharing.shared_training_env_steps'"),
+        (GOOD.replace("method: fups", "method: adaps, pretrain_env_steps: 20000"),
+         "'pretrain_env_steps' is now 'shared_training_env_steps'.*default is 0"),
         (GOOD.replace("method: fups", "method: adaps, z_dim: 0"), "In .*exp.yaml, key 'sharing.z_dim' \\(value 0\\)"),
         (GOOD.replace("method: fups", "method: adaps, num_cluster: 3"),
          "In .*exp.yaml, key 'sharing.num_cluster' \\(value 3\\): .*did you mean 'num_clusters'"),
@@ -200,7 +202,7 @@ config = (
     .callbacks(FailOnce)
 )
 stop = {"training_iteration": 4}
-sharing = {"method": "seps", "pretrain_env_steps": 300, "identity_env_steps": 300, "num_clusters": 3}
+sharing = {"method": "seps", "shared_training_env_steps": 300, "identity_env_steps": 300, "num_clusters": 3}
 name = "resumable"
 '''
 

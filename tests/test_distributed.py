@@ -39,7 +39,7 @@ def base(num_env_runners=2, **runner_kwargs):
 
 def test_adaps_env_runners_on_two_nodes(two_nodes):
     config = base(custom_resources_per_env_runner={"runner_slot": 1})
-    algo = rllib_adaps.configure_sharing(config, "adaps", pretrain_env_steps=300, identity_env_steps=300, num_clusters=3, **QUICK_FIT).build_algo()
+    algo = rllib_adaps.configure_sharing(config, "adaps", shared_training_env_steps=300, identity_env_steps=300, num_clusters=3, **QUICK_FIT).build_algo()
     try:
         results = [algo.train() for _ in range(3)]
         assert results[-1][RESULT_KEY]["done"]
@@ -57,7 +57,7 @@ def test_adaps_env_runners_on_two_nodes(two_nodes):
 def test_two_learners_stay_identical(two_nodes, method):
     """One module per Learner, whatever the method: DDP pairs its all-reduces correctly (the
     drift of RLlib's several-modules case cannot happen)."""
-    options = dict(pretrain_env_steps=300, identity_env_steps=300, num_clusters=3, **QUICK_FIT) if method in ("adaps", "seps") else {}
+    options = dict(shared_training_env_steps=300, identity_env_steps=300, num_clusters=3, **QUICK_FIT) if method in ("adaps", "seps") else {}
     config = base(num_env_runners=0).learners(num_learners=2)  # sampling on the driver: no EnvRunner actor
     algo = rllib_adaps.configure_sharing(config, method, **options).build_algo()
     try:

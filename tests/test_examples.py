@@ -28,7 +28,7 @@ def test_drop_in_example_runs():
 def test_compare_methods_writes_csv_and_plots(tmp_path):
     out_dir = tmp_path / "cmp"
     run("compare_methods.py", "--env-config", '{"agents_per_type": [2, 2]}', "--methods", "fups,adaps", "--seeds", "0,1",
-        "--env-steps", "2000", "--pretrain-env-steps", "1000", "--out", str(out_dir))
+        "--env-steps", "800", "--batch", "400", "--out", str(out_dir))
     rows = list(csv.DictReader(open(out_dir / "curves.csv")))
     assert {(r["method"], r["seed"]) for r in rows} == {("fups", "0"), ("fups", "1"), ("adaps", "0"), ("adaps", "1")}
     sizes = {r["method"]: int(r["parameters"]) for r in csv.DictReader(open(out_dir / "sizes.csv"))}

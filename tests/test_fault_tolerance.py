@@ -43,7 +43,7 @@ def config():
 
 @pytest.mark.parametrize("method", ["seps"])  # tables are module state for every method alike
 def test_killed_env_runner_gets_current_tables_and_weights(ray_local, method):
-    algo = rllib_adaps.configure_sharing(config(), method, pretrain_env_steps=300, identity_env_steps=300, num_clusters=3, **QUICK_FIT).build_algo()
+    algo = rllib_adaps.configure_sharing(config(), method, shared_training_env_steps=300, identity_env_steps=300, num_clusters=3, **QUICK_FIT).build_algo()
     try:
         results = [algo.train() for _ in range(2)]  # clustered after iteration 1
         labels = results[-1][RESULT_KEY]["labels"]
@@ -77,7 +77,7 @@ def test_killed_env_runner_gets_current_tables_and_weights(ray_local, method):
 def test_env_runner_killed_before_collection_still_completes_pretraining(ray_local):
     """Pre-training completes (from the healthy EnvRunner, or after restoring) when an
     EnvRunner dies right before its transitions are collected."""
-    algo = rllib_adaps.configure_sharing(config(), "adaps", pretrain_env_steps=10**9, identity_env_steps=300, num_clusters=3, **QUICK_FIT).build_algo()
+    algo = rllib_adaps.configure_sharing(config(), "adaps", shared_training_env_steps=10**9, identity_env_steps=300, num_clusters=3, **QUICK_FIT).build_algo()
     try:
         algo.train()
         callback = next(c for c in algo.callbacks if isinstance(c, rllib_adaps.SharingCallback))

@@ -1,4 +1,4 @@
-"""Optional delay and re-clustering: both methods fit again later and stay consistent everywhere."""
+"""Optional shared training before the fit, and re-clustering: both methods fit again later and stay consistent everywhere."""
 
 import numpy as np
 import pytest
@@ -19,14 +19,14 @@ def config():
 
 
 @pytest.mark.parametrize("method", ["adaps", "seps"])
-def test_delay_then_periodic_reclustering(ray_local, method):
-    options = dict(delay_env_steps=300, pretrain_env_steps=300, identity_env_steps=300, num_clusters=3, recluster_every_env_steps=900, **QUICK_FIT)
+def test_shared_training_first_then_periodic_reclustering(ray_local, method):
+    options = dict(shared_training_env_steps=600, identity_env_steps=300, num_clusters=3, recluster_every_env_steps=900, **QUICK_FIT)
     algo = rllib_adaps.configure_sharing(config(), method, **options).build_algo()
     try:
         summaries = [algo.train()[RESULT_KEY] for _ in range(5)]  # 300 env steps per iteration
         assert [s["done"] for s in summaries] == [False, True, True, True, True]
         fits = sorted({s["env_steps_at_fit"] for s in summaries[1:]})
-        # First fit once delay + pre-training (600 env steps) are over, then every >= 900 steps
+        # First fit once shared training (600 env steps) is over, then every >= 900 steps
         # (the env steps sampled for the VAE count as sampled steps too).
         assert fits[0] == 600 and len(fits) == 2 and fits[1] - fits[0] >= 900
         learner = learner_views(algo)[0]

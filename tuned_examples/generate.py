@@ -34,19 +34,19 @@ ENVS = {
         "env_config": {"levels": [1, 1, 2, 2, 3, 3], "grid_size": 8, "foods": 3, "max_steps": 50},
         "stop": {"num_env_steps_sampled_lifetime": 300_000},
         "config": {"train_batch_size_per_learner": 2000, "minibatch_size": 500},
-        "pretraining": {"pretrain_env_steps": 20_000, "identity_env_steps": 2_000},
+        "pretraining": {"identity_env_steps": 3_000},
     },
     "crware": {
         "env_config": {"task": "tiny-4ag", "max_steps": 500},
         "stop": {"num_env_steps_sampled_lifetime": 500_000},
         "config": {"train_batch_size_per_learner": 4000, "minibatch_size": 1000},
-        "pretraining": {"pretrain_env_steps": 20_000, "identity_env_steps": 2_000},
+        "pretraining": {"identity_env_steps": 3_000},
     },
     "bps": {
         "env_config": {"preset": "v1"},
         "stop": {"num_env_steps_sampled_lifetime": 300_000},
         "config": {"train_batch_size_per_learner": 2000, "minibatch_size": 500},
-        "pretraining": {"pretrain_env_steps": 10_000, "identity_env_steps": 1_000},
+        "pretraining": {"identity_env_steps": 3_000},
     },
 }
 

@@ -22,6 +22,20 @@ class SharingOptionError(ValueError):
     """An option a sharing method does not have, or a value it cannot take."""
 
 
+#: Options of release 0.1 and what replaced them (refused with this message, never mapped
+#: silently: the default timeline changed with them).
+RENAMED_OPTIONS = {
+    "pretrain_env_steps": (
+        "'pretrain_env_steps' is now 'shared_training_env_steps' (env steps of shared training before identities are "
+        "collected), and its default is 0: collect with the initial shared policy, as the AdaPS paper does. Set "
+        "shared_training_env_steps to the old value to keep the old timeline."
+    ),
+    "delay_env_steps": (
+        "'delay_env_steps' was merged into 'shared_training_env_steps': set it to delay + pretrain env steps."
+    ),
+}
+
+
 @dataclasses.dataclass
 class MethodOptions:
     """Options of a method without options of its own (FuPS, FuPS+id, NoPS)."""
@@ -29,6 +43,9 @@ class MethodOptions:
     @classmethod
     def from_dict(cls, method: str, options: Dict[str, Any]) -> "MethodOptions":
         names = [f.name for f in dataclasses.fields(cls)]
+        renamed = sorted(set(options) & set(RENAMED_OPTIONS))
+        if renamed:
+            raise SharingOptionError(" ".join(RENAMED_OPTIONS[name] for name in renamed))
         unknown = sorted(set(options) - set(names))
         if unknown:
             hints = [f"{u!r} (did you mean {c[0]!r}?)" if (c := difflib.get_close_matches(u, names, n=1)) else repr(u) for u in unknown]
@@ -44,9 +61,11 @@ class MethodOptions:
 class PretrainingOptions(MethodOptions):
     """Identity pre-training: its schedule, the VAE and the clustering (SePS defaults where they exist)."""
 
-    pretrain_env_steps: int = 20_000  # shared acting and learning before identities are fit
+    #: Env steps of shared training (every agent on the shared parameters, no masks or groups)
+    #: before the collection. 0, the AdaPS paper's timeline: collect with the initial shared
+    #: policy, fit, install, then train. SePS's reference code trains first (e.g. 20_000).
+    shared_training_env_steps: int = 0
     identity_env_steps: int = 3_000  # env steps sampled for the VAE's transitions (docs/results/identity_recovery*)
-    delay_env_steps: int = 0  # extra shared training before pre-training begins
     min_transitions_per_agent: int = DEFAULT_MIN_TRANSITIONS_PER_AGENT  # collect more until every agent has this many
     num_clusters: Optional[int] = None  # None: chosen automatically (silhouette over K = 2..N-1)
     z_dim: int = 10
@@ -61,12 +80,12 @@ class PretrainingOptions(MethodOptions):
     seed: int = 0  # VAE and k-means
 
     def validate(self, num_agents: int) -> "PretrainingOptions":
-        for name in ("pretrain_env_steps", "identity_env_steps", "vae_epochs", "vae_batch_size", "vae_min_updates", "z_dim",
+        for name in ("identity_env_steps", "vae_epochs", "vae_batch_size", "vae_min_updates", "z_dim",
                      "min_transitions_per_agent"):
             if int(getattr(self, name)) < 1:
                 raise SharingOptionError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.delay_env_steps < 0:
-            raise SharingOptionError(f"delay_env_steps must be >= 0, got {self.delay_env_steps}.")
+        if self.shared_training_env_steps < 0:
+            raise SharingOptionError(f"shared_training_env_steps must be >= 0, got {self.shared_training_env_steps}.")
         if self.num_clusters is not None and not 1 <= self.num_clusters <= num_agents:
             raise SharingOptionError(f"num_clusters (K) must be in [1, {num_agents}] (the number of agents), got {self.num_clusters}.")
         if self.num_clusters is None and num_agents < 3:
