@@ -1,0 +1,270 @@
+"""The method comparison as a Tune campaign: scenarios x methods x seeds, then rliable statistics.
+
+    python bench/campaign.py run --scenarios bps_v1 --seeds 0,1,2,3,4            # local Ray
+    python bench/campaign.py run --scenarios all --address auto                   # a Ray cluster
+    python bench/campaign.py run --scenarios bps_v1 --resume                      # after an interruption
+    python bench/campaign.py aggregate                                           # statistics only
+
+``run``: one Tune experiment per (scenario, method), named ``{scenario}-{method}``, each a grid
+over the seeds; every trial is a normal Tune trial (result.json, progress.csv, TensorBoard
+files, checkpoints) under ``--storage``. Experiments run one after another; on a cluster the
+seeds of one experiment run at once. ``--resume`` restores unfinished experiments with Tune's
+own ``Tuner.restore`` and skips finished ones.
+
+Settings are fixed before any run and equal for every method (``SCENARIOS``, ``ALGORITHMS``):
+the same PPO (or A2C) hyper-parameters, network (64x64), env-step budget and stop criterion.
+The identity collection of AdaPS and SePS counts toward that budget (it is sampled env steps).
+
+``aggregate`` reads Tune's result files only. The final return of a run is the mean of
+``env_runners/episode_return_mean`` (the sum over agents of one episode, averaged over RLlib's
+window of recent episodes) over the last ``FINAL_FRACTION`` of its iterations. Per scenario
+and method it writes, with rliable (95% stratified bootstrap intervals):
+- ``summary.csv``: scenario, method, seeds, env_steps, iqm, iqm_low, iqm_high, mean, mean_low,
+  mean_high, ari (mean ARI of the runs that cluster; empty for other methods);
+- ``probability_of_improvement.csv``: P(AdaPS > method) with its interval;
+- ``curves_{scenario}.png``: IQM of the return over env steps with interval bands;
+- ``marl_eval.json``: every run in marl-eval's JSON layout (environment, task, algorithm, run,
+  step: {step_count, return}), to compare with other MARL libraries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_STORAGE = ROOT / "results" / "campaign"
+DEFAULT_OUT = ROOT / "docs" / "results" / "campaign"
+FINAL_FRACTION = 0.1  # the final return averages the last 10% of a run's iterations
+CURVE_POINTS = 50  # env-step grid of the curves
+SUMMARY_FIELDS = ["scenario", "method", "seeds", "env_steps", "iqm", "iqm_low", "iqm_high", "mean", "mean_low", "mean_high", "ari"]
+
+#: Scenarios of the papers (budgets: at least 10x release 0.1's; the papers use far more).
+SCENARIOS: Dict[str, dict] = {
+    "bps_v1": {"env": "bps", "env_config": {"preset": "v1"}, "env_steps": 300_000},
+    "bps_v2": {"env": "bps", "env_config": {"preset": "v2"}, "env_steps": 160_000},
+    "lbf": {"env": "lbf", "env_config": {"levels": [1, 1, 2, 2, 3, 3], "grid_size": 8, "foods": 3, "max_steps": 50},
+            "env_steps": 400_000},
+    "crware": {"env": "crware", "env_config": {"task": "tiny-4ag", "max_steps": 500}, "env_steps": 500_000},
+}
+
+#: The same settings for every method; A2C is the papers' one-step-per-iteration update.
+ALGORITHMS = {
+    "ppo": {"lr": 3e-4, "gamma": 0.99, "entropy_coeff": 0.01, "vf_loss_coeff": 0.5, "train_batch_size_per_learner": 2000,
+            "minibatch_size": 500, "num_epochs": 4},
+    "a2c": {"train_batch_size_per_learner": 2000},  # plus rllib_adaps.a2c_settings (one optimizer step per iteration)
+}
+PRETRAINING = {"identity_env_steps": 3_000}  # the default timeline: fit on the initial policy's transitions
+
+
+def experiment_config(scenario: str, method: str, algorithm: str, num_env_runners: int, envs_per_runner: int):
+    """The AlgorithmConfig of one (scenario, method); the seed comes from Tune's grid."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    import rllib_adaps
+
+    spec = SCENARIOS[scenario]
+    config = (
+        PPOConfig()
+        .environment(spec["env"], env_config=dict(spec["env_config"]))
+        .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=envs_per_runner)
+        .rl_module(model_config={"fcnet_hiddens": [64, 64], "fcnet_activation": "relu"})
+        .training(**ALGORITHMS[algorithm])
+    )
+    if algorithm == "a2c":
+        config = rllib_adaps.a2c_settings(config)
+    options = dict(PRETRAINING) if method in ("adaps", "seps") else {}
+    return rllib_adaps.configure_sharing(config, method, **options)
+
+
+def run(args: argparse.Namespace) -> None:
+    import ray
+    from ray import tune
+
+    import rllib_adaps
+
+    os.environ.setdefault("PYTHONHASHSEED", "0")  # RLlib iterates sets of agent ids: one seed, one run
+    ray.init(address=args.address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    rllib_adaps.register_envs()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    storage = str(Path(args.storage).resolve())
+    for scenario in args.scenarios:
+        for method in args.methods:
+            name = f"{scenario}-{method}-{args.algorithm}"
+            path = Path(storage) / name
+            config = experiment_config(scenario, method, args.algorithm, args.num_env_runners, args.envs_per_runner)
+            config.debugging(seed=tune.grid_search(seeds))
+            if path.exists() and tune.Tuner.can_restore(str(path)):
+                if not args.resume:
+                    print(f"{name}: exists at {path}; pass --resume to continue it, or choose another --storage")
+                    continue
+                tuner = tune.Tuner.restore(str(path), trainable=config.algo_class, param_space=config, resume_errored=True)
+            else:
+                stop = {"num_env_steps_sampled_lifetime": args.env_steps or SCENARIOS[scenario]["env_steps"]}
+                tuner = tune.Tuner(
+                    config.algo_class,
+                    param_space=config,
+                    run_config=tune.RunConfig(
+                        name=name, storage_path=storage, stop=stop, verbose=1,
+                        checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=args.checkpoint_every, checkpoint_at_end=True,
+                                                                num_to_keep=2),
+                    ),
+                )
+            print(f"{name}: {len(seeds)} seeds", flush=True)
+            tuner.fit()
+    ray.shutdown()
+
+
+# ------------------------------------------------------------------------------ aggregation
+def read_runs(storage: Path) -> List[dict]:
+    """Every trial under ``storage`` (Tune's result.json files): scenario, method, seed, curve, ARI."""
+    runs = []
+    for result_file in sorted(storage.glob("*/*/result.json")):
+        name = result_file.parent.parent.name
+        scenario, method, algorithm = name.rsplit("-", 2)
+        rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if "env_runners" in r and "episode_return_mean" in r["env_runners"]]
+        if not rows:
+            continue
+        steps = np.array([r["env_runners"]["num_env_steps_sampled_lifetime"] for r in rows], float)
+        returns = np.array([r["env_runners"]["episode_return_mean"] for r in rows], float)
+        identity = rows[-1].get("identity_pretraining") or {}
+        runs.append({
+            "scenario": scenario, "method": method, "algorithm": algorithm,
+            "seed": (rows[0].get("config") or {}).get("seed", result_file.parent.name),
+            "steps": steps, "returns": returns, "ari": identity.get("adjusted_rand_index") if identity.get("done") else None,
+        })
+    return runs
+
+
+def final_return(run: dict) -> float:
+    n = max(1, int(np.ceil(FINAL_FRACTION * len(run["returns"]))))
+    return float(np.nanmean(run["returns"][-n:]))
+
+
+def aggregate(storage: Path, out: Path, reps: int = 2000) -> List[dict]:
+    """Writes summary.csv, probability_of_improvement.csv, curves and marl_eval.json into ``out``."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    runs = read_runs(storage)
+    if not runs:
+        raise SystemExit(f"No Tune results under {storage}: run the campaign first.")
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.RandomState(0)
+    summary, improvement = [], []
+    for key in sorted({(r["scenario"], r["algorithm"]) for r in runs}):
+        scenario, algorithm = key
+        by_method = {m: [r for r in runs if (r["scenario"], r["algorithm"], r["method"]) == (scenario, algorithm, m)]
+                     for m in sorted({r["method"] for r in runs if (r["scenario"], r["algorithm"]) == key})}
+        scores = {m: np.array([[final_return(r)] for r in rs]) for m, rs in by_method.items()}  # [runs, 1 task]
+        iqm, iqm_ci = rly.get_interval_estimates(scores, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps, random_state=rng)
+        mean, mean_ci = rly.get_interval_estimates(scores, lambda s: np.array([metrics.aggregate_mean(s)]), reps=reps, random_state=rng)
+        label = scenario if algorithm == "ppo" else f"{scenario} ({algorithm})"
+        for m, rs in by_method.items():
+            aris = [r["ari"] for r in rs if r["ari"] is not None]
+            summary.append({
+                "scenario": label, "method": m, "seeds": len(rs), "env_steps": int(min(r["steps"][-1] for r in rs)),
+                "iqm": round(float(iqm[m][0]), 4), "iqm_low": round(float(iqm_ci[m][0][0]), 4), "iqm_high": round(float(iqm_ci[m][1][0]), 4),
+                "mean": round(float(mean[m][0]), 4), "mean_low": round(float(mean_ci[m][0][0]), 4),
+                "mean_high": round(float(mean_ci[m][1][0]), 4), "ari": round(float(np.mean(aris)), 3) if aris else "",
+            })
+        if "adaps" in scores:
+            pairs = {f"adaps,{m}": (scores["adaps"], scores[m]) for m in scores if m != "adaps"}
+            if pairs:
+                poi, poi_ci = rly.get_interval_estimates(pairs, metrics.probability_of_improvement, reps=reps, random_state=rng)
+                for pair in pairs:
+                    improvement.append({"scenario": label, "method": pair.split(",")[1], "p_adaps_better": round(float(np.ravel(poi[pair])[0]), 3),
+                                        "low": round(float(np.ravel(poi_ci[pair])[0]), 3), "high": round(float(np.ravel(poi_ci[pair])[1]), 3)})
+        plot_curves(by_method, out / f"curves_{scenario}_{algorithm}.png", label, reps, rng)
+    write_csv(out / "summary.csv", summary, SUMMARY_FIELDS)
+    if improvement:
+        write_csv(out / "probability_of_improvement.csv", improvement, ["scenario", "method", "p_adaps_better", "low", "high"])
+    (out / "marl_eval.json").write_text(json.dumps(marl_eval(runs)))
+    return summary
+
+
+def plot_curves(by_method: Dict[str, List[dict]], path: Path, title: str, reps: int, rng) -> None:
+    """IQM over seeds of the return at common env steps, with 95% bootstrap bands (rliable)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rliable import library as rly
+    from rliable import metrics
+
+    end = min(r["steps"][-1] for rs in by_method.values() for r in rs)
+    grid = np.linspace(end / CURVE_POINTS, end, CURVE_POINTS)
+    curves = {m: np.stack([np.interp(grid, r["steps"], r["returns"]) for r in rs])[:, None, :] for m, rs in by_method.items()}
+    iqm = lambda s: np.array([metrics.aggregate_iqm(s[..., t]) for t in range(s.shape[-1])])  # noqa: E731
+    point, interval = rly.get_interval_estimates(curves, iqm, reps=max(200, reps // 10), random_state=rng)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m in curves:
+        ax.plot(grid, point[m], label=m)
+        ax.fill_between(grid, interval[m][0], interval[m][1], alpha=0.2)
+    ax.set(xlabel="env steps", ylabel="episode return (IQM over seeds)", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def marl_eval(runs: List[dict]) -> dict:
+    """marl-eval's layout: env -> task -> algorithm -> run -> step_i -> {step_count, return}."""
+    data: dict = {}
+    for r in runs:
+        env, task = r["scenario"].split("_", 1) if "_" in r["scenario"] else (r["scenario"], r["scenario"])
+        algo = f"{r['method']}_{r['algorithm']}"
+        run = {f"step_{i}": {"step_count": int(s), "return": [float(v)]} for i, (s, v) in enumerate(zip(r["steps"], r["returns"]))}
+        run["absolute_metrics"] = {"return": [final_return(r)]}
+        data.setdefault(env, {}).setdefault(task, {}).setdefault(algo, {})[f"run_{r['seed']}"] = run
+    return data
+
+
+def write_csv(path: Path, rows: List[dict], fields: List[str]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def main() -> None:
+    import rllib_adaps
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="run the Tune experiments, then aggregate")
+    run_parser.add_argument("--scenarios", default="all", help=f"comma-separated, or all: {list(SCENARIOS)}")
+    run_parser.add_argument("--methods", default="all", help=f"comma-separated, or all: {list(rllib_adaps.METHODS)}")
+    run_parser.add_argument("--seeds", default="0,1,2,3,4")
+    run_parser.add_argument("--algorithm", choices=list(ALGORITHMS), default="ppo")
+    run_parser.add_argument("--env-steps", type=int, default=None, help="override every scenario's budget (smoke runs)")
+    run_parser.add_argument("--num-env-runners", type=int, default=1)
+    run_parser.add_argument("--envs-per-runner", type=int, default=8)
+    run_parser.add_argument("--checkpoint-every", type=int, default=20, help="iterations between checkpoints")
+    run_parser.add_argument("--address", default=None, help="a Ray cluster (default: a local Ray instance)")
+    run_parser.add_argument("--resume", action="store_true")
+    for p in (run_parser, sub.add_parser("aggregate", help="statistics from the Tune results only")):
+        p.add_argument("--storage", default=str(DEFAULT_STORAGE), help="Tune storage path of the campaign")
+        p.add_argument("--out", default=str(DEFAULT_OUT))
+        p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    args = parser.parse_args()
+    if args.command == "run":
+        args.scenarios = list(SCENARIOS) if args.scenarios == "all" else args.scenarios.split(",")
+        args.methods = list(rllib_adaps.METHODS) if args.methods == "all" else args.methods.split(",")
+        unknown = (set(args.scenarios) - set(SCENARIOS)) | (set(args.methods) - set(rllib_adaps.METHODS))
+        if unknown:
+            parser.error(f"unknown scenarios or methods: {sorted(unknown)}")
+        run(args)
+    for row in aggregate(Path(args.storage), Path(args.out), reps=args.reps):
+        print(", ".join(f"{k}={row[k]}" for k in SUMMARY_FIELDS))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The campaign's statistics read Tune's result files and come from rliable (bench/campaign.py).
+
+The Tune runs themselves are too long for the suite; here two methods' result.json files are
+written in Tune's layout with returns whose ordering is known, and the aggregation must find it.
+"""
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rliable")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import campaign  # noqa: E402
+
+
+def write_trial(storage: Path, experiment: str, seed: int, returns, ari=None):
+    trial = storage / experiment / f"PPO_bps_{seed:05d}"
+    trial.mkdir(parents=True)
+    rows = []
+    for i, value in enumerate(returns):
+        row = {"training_iteration": i + 1, "config": {"seed": seed},
+               "env_runners": {"num_env_steps_sampled_lifetime": 1000 * (i + 1), "episode_return_mean": float(value)}}
+        if ari is not None:
+            row["identity_pretraining"] = {"done": True, "adjusted_rand_index": ari}
+        rows.append(json.dumps(row))
+    (trial / "result.json").write_text("\n".join(rows) + "\n")
+
+
+def test_aggregate_writes_summary_improvement_curves_and_marl_eval(tmp_path):
+    rng = np.random.default_rng(0)
+    storage, out = tmp_path / "runs", tmp_path / "out"
+    for seed in range(5):
+        ramp = np.linspace(0, 1, 20)
+        write_trial(storage, "bps_v1-adaps-ppo", seed, 10 * ramp + rng.normal(0, 0.1, 20), ari=1.0)
+        write_trial(storage, "bps_v1-fups-ppo", seed, 5 * ramp + rng.normal(0, 0.1, 20))
+    rows = campaign.aggregate(storage, out, reps=500)
+
+    with open(out / "summary.csv") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == campaign.SUMMARY_FIELDS
+    by_method = {r["method"]: r for r in table}
+    assert by_method["adaps"]["seeds"] == "5" and by_method["adaps"]["env_steps"] == "20000"
+    for r in rows:  # point estimates inside their intervals; final return = mean of the last 10% (2 iterations)
+        assert r["iqm_low"] <= r["iqm"] <= r["iqm_high"] and r["mean_low"] <= r["mean"] <= r["mean_high"]
+    assert 9.3 < float(by_method["adaps"]["iqm"]) < 10.1 and 4.5 < float(by_method["fups"]["iqm"]) < 5.1
+    assert by_method["adaps"]["ari"] == "1.0" and by_method["fups"]["ari"] == ""
+
+    with open(out / "probability_of_improvement.csv") as f:
+        (improvement,) = list(csv.DictReader(f))
+    assert improvement["method"] == "fups" and float(improvement["p_adaps_better"]) == 1.0
+
+    assert (out / "curves_bps_v1_ppo.png").stat().st_size > 1000
+    marl = json.loads((out / "marl_eval.json").read_text())
+    run = marl["bps"]["v1"]["adaps_ppo"]["run_0"]
+    assert run["step_0"]["step_count"] == 1000 and len(run["absolute_metrics"]["return"]) == 1
+    assert len(marl["bps"]["v1"]["fups_ppo"]) == 5
