@@ -44,7 +44,8 @@ def runner_views(algo, evaluation=False) -> list:
         view["has_critic"] = hasattr(er.module["shared"], "critic")
         return view
 
-    return group.foreach_env_runner(read, local_env_runner=False)
+    # The remote EnvRunners; the local one when sampling happens there (num_env_runners=0).
+    return group.foreach_env_runner(read, local_env_runner=group.num_remote_env_runners() == 0)
 
 
 def assert_same_module(a: dict, b: dict, exact=True) -> None:

@@ -19,9 +19,9 @@ def test_async_algorithms_pretrain_and_keep_training(ray_local, algo_config, met
         .training(train_batch_size_per_learner=200)
         .reporting(min_time_s_per_iteration=0, min_sample_timesteps_per_iteration=300)
     )
-    algo = rllib_adaps.configure_sharing(config, method, shared_training_env_steps=300, identity_env_steps=300, num_clusters=3, **QUICK_FIT).build_algo()
+    algo = rllib_adaps.configure_sharing(config, method, identity_env_steps=300, num_clusters=3, **QUICK_FIT).build_algo()
     try:
-        results = [algo.train() for _ in range(4)]
+        results = [algo.train() for _ in range(3)]  # fitted at the start of the first
         assert results[-1][RESULT_KEY]["done"]
         learner = learner_views(algo)[0]
         assert learner["module_ids"] == ["shared"] and learner["agent_cluster"].min() >= 0

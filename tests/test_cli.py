@@ -25,7 +25,7 @@ def small_copy(tmp_path, name):
     spec = next(iter(data.values()))
     spec["config"].update({"train_batch_size_per_learner": 400, "minibatch_size": 200, "num_epochs": 1, "num_envs_per_env_runner": 2})
     if spec["sharing"]["method"] in ("adaps", "seps"):
-        spec["sharing"].update({"identity_env_steps": 300})
+        spec["sharing"].update({"identity_env_steps": 300, "vae_min_updates": 150, "vae_epochs": 2})
     if spec["env"] == "crware":
         spec["config"]["env_config"]["max_steps"] = 100
     path = tmp_path / f"{name}.yaml"
@@ -202,7 +202,8 @@ config = (
     .callbacks(FailOnce)
 )
 stop = {"training_iteration": 4}
-sharing = {"method": "seps", "shared_training_env_steps": 300, "identity_env_steps": 300, "num_clusters": 3}
+sharing = {"method": "seps", "shared_training_env_steps": 300, "identity_env_steps": 300, "num_clusters": 3,
+           "vae_min_updates": 150, "vae_epochs": 2}
 name = "resumable"
 '''
 

@@ -15,9 +15,9 @@ def run(script, *args, timeout=600):
 
 
 def test_custom_env_with_different_spaces_trains_and_clusters_kinds():
-    out = run("custom_pettingzoo_env.py", "--iters", "3")
+    out = run("custom_pettingzoo_env.py", "--iters", "2")
     last = out.strip().splitlines()[-1]
-    assert last.startswith("iter 3") and "clusters" in last and "ARI" in last
+    assert last.startswith("iter 2") and "clusters" in last and "ARI" in last
 
 
 def test_drop_in_example_runs():
@@ -27,10 +27,10 @@ def test_drop_in_example_runs():
 
 def test_compare_methods_writes_csv_and_plots(tmp_path):
     out_dir = tmp_path / "cmp"
-    run("compare_methods.py", "--env-config", '{"agents_per_type": [2, 2]}', "--methods", "fups,adaps", "--seeds", "0,1",
+    run("compare_methods.py", "--env-config", '{"agents_per_type": [2, 2]}', "--methods", "fups,adaps", "--seeds", "0",
         "--env-steps", "800", "--batch", "400", "--out", str(out_dir))
     rows = list(csv.DictReader(open(out_dir / "curves.csv")))
-    assert {(r["method"], r["seed"]) for r in rows} == {("fups", "0"), ("fups", "1"), ("adaps", "0"), ("adaps", "1")}
+    assert {(r["method"], r["seed"]) for r in rows} == {("fups", "0"), ("adaps", "0")}
     sizes = {r["method"]: int(r["parameters"]) for r in csv.DictReader(open(out_dir / "sizes.csv"))}
     assert sizes["fups"] == sizes["adaps"]
     assert (out_dir / "learning_curves.png").stat().st_size > 1000 and (out_dir / "model_size.png").stat().st_size > 1000

@@ -20,15 +20,15 @@ def config():
 
 @pytest.mark.parametrize("method", ["adaps", "seps"])
 def test_shared_training_first_then_periodic_reclustering(ray_local, method):
-    options = dict(shared_training_env_steps=600, identity_env_steps=300, num_clusters=3, recluster_every_env_steps=900, **QUICK_FIT)
+    options = dict(shared_training_env_steps=600, identity_env_steps=300, num_clusters=3, recluster_every_env_steps=600, **QUICK_FIT)
     algo = rllib_adaps.configure_sharing(config(), method, **options).build_algo()
     try:
-        summaries = [algo.train()[RESULT_KEY] for _ in range(5)]  # 300 env steps per iteration
-        assert [s["done"] for s in summaries] == [False, True, True, True, True]
+        summaries = [algo.train()[RESULT_KEY] for _ in range(3)]  # 300 env steps per iteration
+        assert [s["done"] for s in summaries] == [False, True, True]
         fits = sorted({s["env_steps_at_fit"] for s in summaries[1:]})
-        # First fit once shared training (600 env steps) is over, then every >= 900 steps
-        # (the env steps sampled for the VAE count as sampled steps too).
-        assert fits[0] == 600 and len(fits) == 2 and fits[1] - fits[0] >= 900
+        # First fit once shared training (600 env steps) is over, then every >= 600 steps
+        # (the 300 env steps sampled for the VAE count as sampled steps too: 600 + 300 + 300).
+        assert fits == [600, 1200]
         learner = learner_views(algo)[0]
         labels = summaries[-1]["labels"]
         assert learner["module_ids"] == ["shared"] and learner["agent_cluster"].tolist() == labels

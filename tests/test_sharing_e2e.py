@@ -1,4 +1,4 @@
-"""Each of the six methods trains for real on RLlib PPO with a remote EnvRunner.
+"""Each of the six methods trains for real on RLlib PPO (AdaPS and SePS with a remote EnvRunner).
 
 Checks, through ``algo.train()``: every method takes the same number of optimizer steps per
 iteration (counted on the Learner's optimizer); identity pre-training happens exactly once and
@@ -25,11 +25,11 @@ HIDDEN = 64
 ITERATIONS = 2
 
 
-def ppo(env="bps", env_config=None):
+def ppo(env="bps", env_config=None, num_env_runners=1):
     return (
         PPOConfig()
         .environment(env, env_config=env_config or {"agents_per_type": TYPES, "max_steps": 25})
-        .env_runners(num_env_runners=1, num_envs_per_env_runner=4)
+        .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=4)
         .training(train_batch_size_per_learner=400, minibatch_size=200, num_epochs=2)
         .debugging(seed=0)
     )
@@ -51,7 +51,10 @@ def trained(ray_local):
         for method in rllib_adaps.METHODS:
             # The default timeline: identities fitted at the start of the first train().
             options = {"identity_env_steps": 400, "num_clusters": 3, **QUICK_FIT} if method in ("adaps", "seps") else {}
-            algo = rllib_adaps.configure_sharing(ppo(), method, **options).build_algo()
+            # A remote EnvRunner for the methods whose installs must reach it; the others sample
+            # on the local EnvRunner (also inference-only), which saves an actor start each.
+            config = ppo(num_env_runners=1 if method in ("adaps", "seps") else 0)
+            algo = rllib_adaps.configure_sharing(config, method, **options).build_algo()
             try:
                 learner_optimizers.clear()
                 learner_optimizers.update(foreach_learner(algo, lambda l: [id(o) for _, o in l.get_optimizers_for_module("shared")])[0])
@@ -103,7 +106,7 @@ def test_pretraining_happens_once_and_its_scalars_are_in_every_result(trained, m
 
 
 @pytest.mark.parametrize("method", rllib_adaps.METHODS)
-def test_every_remote_env_runner_holds_the_learners_module_without_critic(trained, method):
+def test_every_env_runner_holds_the_learners_module_without_critic(trained, method):
     rec = trained[method]
     assert rec["learner"]["module_ids"] == ["shared"]
     assert len(rec["runners"]) == 1
@@ -158,10 +161,10 @@ def test_seps_with_automatic_k_reports_unused_allocated_slices(ray_local):
 
 
 def test_adaps_on_lbf_with_automatic_k(ray_local):
-    config = ppo("lbf", {"levels": [1, 1, 2, 2, 3, 3], "grid_size": 6, "foods": 2, "max_steps": 25})
-    algo = rllib_adaps.configure_sharing(config, "adaps", shared_training_env_steps=400, identity_env_steps=400).build_algo()
+    config = ppo("lbf", {"levels": [1, 1, 2, 2, 3, 3], "grid_size": 6, "foods": 2, "max_steps": 25}, num_env_runners=0)
+    algo = rllib_adaps.configure_sharing(config, "adaps", identity_env_steps=400).build_algo()
     try:
-        results = [algo.train() for _ in range(2)]
+        results = [algo.train()]  # fitted at the start
         summary = results[-1][RESULT_KEY]
         assert summary["done"] and 1 <= summary["num_clusters"] <= N
         learner = learner_views(algo)[0]
