@@ -14,13 +14,14 @@ import rllib_adaps  # registers the envs "lbf", "crware", "bps"
 parser = argparse.ArgumentParser()
 parser.add_argument("--iters", type=int, default=8)
 parser.add_argument("--method", default="adaps", choices=rllib_adaps.METHODS)
+parser.add_argument("--num-env-runners", type=int, default=1, help="0: sample in this process")
 args = parser.parse_args()
 
 # 1. Your usual multi-agent PPO config (here Blind-particle Spread: 15 agents, 3 hidden types).
 config = (
     PPOConfig()
     .environment("bps", env_config={"preset": "v1"})
-    .env_runners(num_env_runners=1, num_envs_per_env_runner=8)
+    .env_runners(num_env_runners=args.num_env_runners, num_envs_per_env_runner=8)
     .training(lr=3e-4, entropy_coeff=0.01, train_batch_size_per_learner=2000, minibatch_size=500, num_epochs=4)
     .rl_module(model_config={"fcnet_hiddens": [64, 64]})
 )

@@ -35,16 +35,18 @@ def config(evaluation=False, num_env_runners=1):
 def assert_every_runner_holds(algo, learner):
     """Every remote and evaluation EnvRunner holds exactly the Learner's module (tables and weights)."""
     runners = runner_views(algo) + (runner_views(algo, evaluation=True) if algo.eval_env_runner_group else [])
-    assert len(runners) == (2 if algo.eval_env_runner_group else 1)
+    assert len(runners) == (2 if algo.eval_env_runner_group else 1)  # the local one where no remote samples
     for runner in runners:
         assert_same_module(learner, runner)
 
 
 def test_restore_keeps_clusters_everywhere_and_does_not_pretrain_again(ray_local, tmp_path, method="adaps"):
     """Restoring is the same for every method (one module; its tables are module state):
-    AdaPS here, SePS through Tune's restore below."""
+    AdaPS here, SePS through Tune's restore below. The checkpoint's run samples on its local
+    EnvRunner and evaluates on a remote one (``from_checkpoint`` rebuilds that); the fresh
+    Algorithm restored into has a remote EnvRunner of each kind."""
     options = dict(identity_env_steps=300, num_clusters=3, **QUICK_FIT)  # fitted at the start of the first train()
-    algo = rllib_adaps.configure_sharing(config(evaluation=True), method, **options).build_algo()
+    algo = rllib_adaps.configure_sharing(config(evaluation=True, num_env_runners=0), method, **options).build_algo()
     try:
         first = algo.train()[RESULT_KEY]
         assert first["done"] and not first.get("restored")
@@ -153,7 +155,7 @@ def test_tune_restore_resumes_without_pretraining_again(ray_local, tmp_path, met
                                functools.partial(RunnersMatchAfterRestore, marker=str(tmp_path / "runners"))])
     cfg = rllib_adaps.configure_sharing(base, method, shared_training_env_steps=300, identity_env_steps=300, num_clusters=3, **QUICK_FIT)
     run_config = tune.RunConfig(
-        name="restore", storage_path=str(tmp_path), stop={"training_iteration": 5}, verbose=0,
+        name="restore", storage_path=str(tmp_path), stop={"training_iteration": 4}, verbose=0,
         checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1),
     )
     first = tune.Tuner("PPO", param_space=cfg, run_config=run_config).fit()[0]
@@ -164,7 +166,7 @@ def test_tune_restore_resumes_without_pretraining_again(ray_local, tmp_path, met
     second = tune.Tuner.restore(str(tmp_path / "restore"), trainable="PPO", resume_errored=True).fit()[0]
     assert second.error is None
     after = second.metrics[RESULT_KEY]
-    assert second.metrics["training_iteration"] == 5
+    assert second.metrics["training_iteration"] == 4
     assert after["done"] and after.get("restored") and after["labels"] == before["labels"]
     assert (tmp_path / "runners").read_text() == "same"
     modules = checkpoint_module_ids(pathlib.Path(second.checkpoint.path) / "learner_group" / "learner" / "rl_module")

@@ -21,7 +21,7 @@ def test_custom_env_with_different_spaces_trains_and_clusters_kinds():
 
 
 def test_drop_in_example_runs():
-    out = run("drop_in_adaps.py", "--iters", "1")
+    out = run("drop_in_adaps.py", "--iters", "1", "--num-env-runners", "0")
     assert "iter 1: env steps" in out
 
 
