@@ -33,6 +33,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_unconfigure(config):
+    import sys
+
+    if "ray" in sys.modules:  # stop the session's Ray instance and its workers before the driver exits
+        sys.modules["ray"].shutdown()
     shutil.rmtree(TEST_HOME, ignore_errors=True)
 
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import ray
 from ray.rllib.algorithms.appo import APPOConfig
 from ray.rllib.algorithms.impala import IMPALAConfig
 
@@ -30,4 +31,7 @@ def test_async_algorithms_pretrain_and_keep_training(ray_local, algo_config, met
                 np.testing.assert_array_equal(runner[table], learner[table])
         assert np.isfinite(results[-1]["learners"]["shared"]["total_loss"])
     finally:
+        server = getattr(algo, "_env_runner_state_server", None)
         algo.stop()
+        if server is not None:  # RLlib 2.60's stop() leaves APPO/IMPALA's state-server actor running
+            ray.kill(server)
