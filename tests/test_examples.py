@@ -15,9 +15,9 @@ def run(script, *args, timeout=600):
 
 
 def test_custom_env_with_different_spaces_trains_and_clusters_kinds():
-    out = run("custom_pettingzoo_env.py", "--iters", "2")
+    out = run("custom_pettingzoo_env.py", "--iters", "1")  # identities are fitted before the first update
     last = out.strip().splitlines()[-1]
-    assert last.startswith("iter 2") and "clusters" in last and "ARI" in last
+    assert last.startswith("iter 1") and "clusters" in last and "ARI" in last
 
 
 def test_drop_in_example_runs():
