@@ -34,6 +34,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from rllib_adaps.identity import IdentityResult, fit_identities
 from rllib_adaps.methods import PretrainingOptions, SharingMethod, apply_plan, get_method
+from rllib_adaps.module_ids import SHARED_MODULE_ID, engine_module
 from rllib_adaps.rllib_shims import before_first_training_step, env_runner_groups, foreach_learner, wrap_restores
 
 logger = logging.getLogger("rllib_adaps")
@@ -44,7 +45,6 @@ if not logger.handlers:  # progress of pre-training must show from inside Tune's
     logger.setLevel(logging.INFO)
     logger.propagate = False
 
-SHARED_MODULE_ID = "shared"
 RESULT_KEY = "identity_pretraining"
 SHARING_KEY = "sharing"
 #: Scalars in every result of a pre-training method (NaN until the first fit).
@@ -53,22 +53,27 @@ IDENTITY_SCALARS = ("num_clusters", "adjusted_rand_index", "vae_loss", "chosen_k
 
 # --------------------------------------------------------------------- on the EnvRunners
 def collect_transitions(env_runner, *, num_env_steps: int, agent_ids: Sequence[str]) -> Dict[str, np.ndarray]:
-    """Samples ``num_env_steps`` on one EnvRunner; returns per-agent transitions as arrays.
+    """Samples ``num_env_steps`` env steps on one EnvRunner; returns per-agent transitions as arrays.
 
-    Observations have passed the env-to-module connector: the last column (agent index) is
-    dropped so that the VAE's decoder cannot read the agent's identity from its input.
+    Works on both paths: the multi-agent EnvRunner returns ``MultiAgentEpisode``s (one
+    ``SingleAgentEpisode`` per agent inside), the fast path's EnvRunner one ``SingleAgentEpisode``
+    per agent slot. Either way each observation ends with the agent's index (written by the
+    env-to-module connector, or by the fast path's env), which says whose transitions these
+    are; that column is then dropped so that the VAE's decoder cannot read the agent's identity
+    from its input.
     """
-    index = {agent: i for i, agent in enumerate(agent_ids)}
     parts: List[tuple] = []
     for episode in env_runner.sample(num_timesteps=num_env_steps, explore=True):
-        for agent, sa_episode in episode.agent_episodes.items():
+        agent_episodes = episode.agent_episodes.values() if hasattr(episode, "agent_episodes") else [episode]
+        for sa_episode in agent_episodes:
             actions = np.asarray(sa_episode.get_actions())
             steps = len(actions)
             if steps == 0:
                 continue
             obs = np.asarray(sa_episode.get_observations(), dtype=np.float32)
             rewards = np.asarray(sa_episode.get_rewards(), dtype=np.float32)
-            parts.append((np.full(steps, index[agent]), obs[:steps, :-1], actions, obs[1 : steps + 1, :-1], rewards))
+            index = obs[:steps, -1].astype(np.int64)
+            parts.append((index, obs[:steps, :-1], actions, obs[1 : steps + 1, :-1], rewards))
     names = ("agent_index", "obs", "actions", "next_obs", "rewards")
     if not parts:
         return {}
@@ -80,15 +85,15 @@ def collect_transitions(env_runner, *, num_env_steps: int, agent_ids: Sequence[s
 
 
 def _true_agent_types(env_runner) -> Optional[Dict[str, int]]:
+    """The env's ground-truth agent types (evaluation only), on either path's vector env."""
     env = getattr(env_runner, "env", None)
-    if env is None or not hasattr(env, "envs"):
+    envs = getattr(getattr(env, "unwrapped", env), "envs", None)
+    if not envs:
         return None
-    return getattr(env.envs[0].unwrapped, "true_agent_types", None)
+    return getattr(envs[0].unwrapped, "true_agent_types", None)
 
 
-def _engine(learner_or_runner, module_id: str):
-    module = learner_or_runner.module[module_id]
-    return module.unwrapped() if hasattr(module, "unwrapped") else module
+_engine = engine_module
 
 
 def _module_facts(learner, module_id: str) -> dict:
@@ -252,8 +257,9 @@ class SharingCallback(RLlibCallback):
             apply_plan(_engine(learner, module_id), plan, optimizers)
 
         def on_runner(env_runner):
-            if env_runner.module is not None and module_id in env_runner.module:
-                apply_plan(_engine(env_runner, module_id), plan)
+            module = _engine(env_runner, module_id)
+            if module is not None:
+                apply_plan(module, plan)
 
         foreach_learner(algorithm, on_learner)
         for group in env_runner_groups(algorithm):

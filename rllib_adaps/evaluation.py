@@ -9,13 +9,15 @@ import numpy as np
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
+from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
-from rllib_adaps.callback import SHARED_MODULE_ID
+from rllib_adaps.fast_path import env_episode_returns
+from rllib_adaps.module_ids import SHARED_MODULE_ID, engine_module, sharing_module_id
 
 
-def agent_groups(runner: MultiAgentEnvRunner, agent_ids) -> Dict[str, str]:
+def agent_groups(runner, agent_ids) -> Dict[str, str]:
     """Agent -> group name: its cluster (AdaPS, SePS), itself (NoPS), or ``shared``."""
-    module = runner.module[SHARED_MODULE_ID]
+    module = engine_module(runner, sharing_module_id(runner.config))
     index = [module.agent_ids.index(a) for a in agent_ids]
     if module.is_clustered():
         return {a: f"cluster_{int(module.agent_cluster[i])}" for a, i in zip(agent_ids, index)}
@@ -60,10 +62,11 @@ def evaluate_modes(
         module_state = state[COMPONENT_LEARNER][COMPONENT_RL_MODULE]
     finally:
         algo.stop()
-    runner = MultiAgentEnvRunner(config=config)
+    runner_class = config.env_runner_cls or (MultiAgentEnvRunner if config.is_multi_agent else SingleAgentEnvRunner)
+    runner = runner_class(config=config)  # the fast path's EnvRunner for runs trained on it
     try:
-        runner.module.set_state(module_state)
-        agent_ids = runner.env.envs[0].unwrapped.possible_agents
+        runner.module.set_state(module_state if config.is_multi_agent else module_state[sharing_module_id(config)])
+        agent_ids = engine_module(runner, sharing_module_id(config)).agent_ids
         groups = agent_groups(runner, agent_ids)
         episodes_by_mode = {
             mode: runner.sample(num_episodes=episodes, explore=mode == "sampled", force_reset=True) for mode in modes
@@ -73,18 +76,26 @@ def evaluate_modes(
     return {mode: _report(mode, done, groups) for mode, done in episodes_by_mode.items()}
 
 
+def _agent_returns(done) -> list:
+    """Per finished env episode, each agent's return (multi-agent episodes or fast-path slots)."""
+    if done and not hasattr(done[0], "agent_episodes"):
+        return env_episode_returns(done)
+    return [{agent: float(sa.get_return()) for agent, sa in ep.agent_episodes.items()} for ep in done]
+
+
 def _report(mode: str, done, groups: Dict[str, str]) -> Dict[str, Any]:
-    totals = [float(ep.get_return()) for ep in done]
+    episodes = _agent_returns(done)
+    totals = [sum(returns.values()) for returns in episodes]
     per_group: Dict[str, list] = defaultdict(list)
-    for ep in done:
-        for agent, sa_episode in ep.agent_episodes.items():
-            per_group[groups[agent]].append(float(sa_episode.get_return()))
+    for returns in episodes:
+        for agent, value in returns.items():
+            per_group[groups[agent]].append(value)
     members: Dict[str, list] = defaultdict(list)
     for agent, group in groups.items():
         members[group].append(agent)
     return {
         "mode": mode,
-        "episodes": len(done),
+        "episodes": len(episodes),
         "mean_return": float(np.mean(totals)),
         "mean_return_per_group": {g: float(np.mean(v)) for g, v in sorted(per_group.items())},
         "groups": {g: members[g] for g in sorted(members)},

@@ -9,6 +9,7 @@ File format (YAML shown; JSON is the same structure)::
       sharing:                      # this package's place in the file
         method: adaps               # nops | fups | fups_id | seps | snp | adaps
         num_clusters: null          # any configure_sharing / PretrainingOptions option
+        fast_path: false            # optional; default automatic (rllib_adaps.fast_path)
       config:                       # AlgorithmConfig keys (as in config.to_dict())
         env_config: {levels: [1, 1, 2, 2]}
         lr: 0.0003

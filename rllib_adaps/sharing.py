@@ -1,30 +1,41 @@
 """``configure_sharing``: one call that turns a multi-agent AlgorithmConfig into a run of a method.
 
-Every method runs on one ``ParameterSharingModule`` under the module id ``"shared"``; every
-agent maps to it, and the module's tables route each agent to its parameter slice and mask
-(see ``rllib_adaps.engine``). Methods themselves live in ``rllib_adaps.methods``.
+Every method runs on one ``ParameterSharingModule``; every agent maps to it, and the module's
+tables route each agent to its parameter slice and mask (see ``rllib_adaps.engine``). Methods
+themselves live in ``rllib_adaps.methods``.
+
+Two ways to run the env, chosen here (a log line of logger ``rllib_adaps`` says which):
+- the fast path (``rllib_adaps.fast_path``), when the env is a PettingZoo ``ParallelEnv``
+  (or a plain wrapper of one) whose agents all act every step: env copies x agents as slots
+  of RLlib's single-agent EnvRunner, module id ``default_policy``;
+- the multi-agent path otherwise, or with ``fast_path=False``: RLlib's ``MultiAgentEnvRunner``,
+  module id ``shared``, observations padded and indexed by ``AgentIndexObservations``.
+Both give the module the same observations (same layout) and count budgets in env steps.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import gymnasium as gym
 import numpy as np
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.callbacks.callbacks import RLlibCallback
+from ray.rllib.core import DEFAULT_POLICY_ID
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.env.env_context import EnvContext
 from ray.rllib.utils import force_list
 from ray.tune.registry import ENV_CREATOR, _global_registry
 
-from rllib_adaps.callback import SHARED_MODULE_ID, SharingCallback
+from rllib_adaps.callback import SharingCallback, logger
 from rllib_adaps.connectors import AgentIndexConnector, padded_index_space
 from rllib_adaps.engine import SUPPORTED_RLLIB_KEYS, ParameterSharingModule, check_model_config
 from rllib_adaps.envs import ENV_CLASSES, register_envs
+from rllib_adaps.fast_path import FastPathEnvRunner, parallel_env_of
 from rllib_adaps.mapping import AgentModuleMapping
 from rllib_adaps.methods import get_method
+from rllib_adaps.module_ids import FAST_PATH_MODULE_ID, SHARED_MODULE_ID
 
 #: The papers' network settings (MLP 64x64 for actor and critic).
 PAPER_MODEL_CONFIG = {"fcnet_hiddens": [64, 64], "fcnet_activation": "relu", "vf_share_layers": False}
@@ -37,6 +48,8 @@ class EnvAgents:
     agent_ids: List[str]
     observation_spaces: Dict[str, gym.Space]
     action_spaces: Dict[str, gym.Space]
+    #: Why the env cannot run on the fast path (None: it can).
+    fast_path_problem: Optional[str] = None
 
     @property
     def obs_dim(self) -> int:
@@ -71,9 +84,36 @@ def describe_env(config: AlgorithmConfig) -> EnvAgents:
             raise ValueError(f"The env {env_spec!r} lists no possible_agents; a multi-agent env is needed.")
         obs = {a: env.get_observation_space(a) for a in agent_ids}
         act = {a: env.get_action_space(a) for a in agent_ids}
+        problem = fast_path_problem(env, agent_ids)
     finally:
         env.close()
-    return EnvAgents(agent_ids, obs, act)
+    return EnvAgents(agent_ids, obs, act, problem)
+
+
+def fast_path_problem(env: Any, agent_ids: List[str]) -> Optional[str]:
+    """Why ``env`` cannot run on the fast path, or None if it can.
+
+    It can if it is (or plainly wraps) a PettingZoo ``ParallelEnv`` whose agents are all present
+    after ``reset()`` and all observe, and after one step either all go on or all end. Envs
+    whose agents come and go or act in turns fail this; so would one whose agents leave later
+    in an episode, which the fast path's env reports as an error when it happens.
+    """
+    par_env = parallel_env_of(env)
+    if par_env is None:
+        return f"the env ({type(env).__name__}) is not a PettingZoo ParallelEnv or a plain wrapper of one"
+    if set(par_env.possible_agents) != set(agent_ids):
+        return "the ParallelEnv's possible_agents differ from its wrapper's"
+    observations, _ = par_env.reset(seed=0)
+    if set(par_env.agents) != set(agent_ids) or set(observations) != set(agent_ids):
+        return "not every agent is present and observes after reset() (agents come and go or act in turns)"
+    spaces = [par_env.action_space(a) for a in par_env.agents]
+    observations, _, terminated, truncated, _ = par_env.step({a: int(getattr(s, "start", 0)) for a, s in zip(par_env.agents, spaces)})
+    ended = {a for a in agent_ids if terminated.get(a) or truncated.get(a)}
+    if ended and ended != set(agent_ids):
+        return "some agents ended their episode after one step while others went on"
+    if not ended and set(observations) != set(agent_ids):
+        return "not every agent observes every step (agents come and go or act in turns)"
+    return None
 
 
 def _check_spaces(info: EnvAgents, pad_observations: bool) -> None:
@@ -105,13 +145,21 @@ def module_spec(info: EnvAgents, model_config: Dict[str, Any]) -> RLModuleSpec:
     )
 
 
-def configure_sharing(config: AlgorithmConfig, method: str, *, pad_observations: bool = True, **options: Any) -> AlgorithmConfig:
+def configure_sharing(
+    config: AlgorithmConfig, method: str, *, pad_observations: bool = True, fast_path: Optional[bool] = None, **options: Any
+) -> AlgorithmConfig:
     """Returns a copy of ``config`` set up to train its multi-agent env with ``method``.
 
     Args:
         config: an AlgorithmConfig (PPO, APPO, IMPALA) whose env is multi-agent.
         method: one of ``METHODS`` (``nops``, ``fups``, ``fups_id``, ``seps``, ``snp``, ``adaps``).
         pad_observations: zero-pad observations of different sizes to the largest.
+        fast_path: None (default): run the env on the fast path (``rllib_adaps.fast_path``) when
+            it allows it, else on RLlib's multi-agent path; False: always the multi-agent path;
+            True: the fast path or an error saying why not. Budgets (train batch, stop criteria,
+            pre-training schedule) are env steps on both paths; the module id is
+            ``default_policy`` on the fast path and ``shared`` on the other
+            (``rllib_adaps.module_ids.sharing_module_id(config)``).
         **options: the method's options (``rllib_adaps.methods``): ``snp``: ``pruning_rate``,
             ``mask_seed``, ``masked_networks``; ``seps``: ``PretrainingOptions`` (``num_clusters``,
             ``shared_training_env_steps``, ``identity_env_steps``, ``z_dim``, ...); ``adaps``: those plus
@@ -132,17 +180,55 @@ def configure_sharing(config: AlgorithmConfig, method: str, *, pad_observations:
         **sharing.module_config(),
     }
     spec = module_spec(info, model_config)
-    config.multi_agent(
-        policies={SHARED_MODULE_ID},
-        policy_mapping_fn=AgentModuleMapping({a: SHARED_MODULE_ID for a in info.agent_ids}),
-        policies_to_train=None,
-    )
+    why_not_fast = _why_not_fast_path(config, info, fast_path)
+    if why_not_fast is None:
+        module_id = FAST_PATH_MODULE_ID
+        if config.is_multi_agent:  # back to RLlib's single-agent set-up
+            config.multi_agent(policies={DEFAULT_POLICY_ID}, policy_mapping_fn=AlgorithmConfig.DEFAULT_POLICY_MAPPING_FN,
+                               policies_to_train=None)
+        # The env writes the padded, indexed observations itself: no env-to-module connector of ours.
+        config.env_runners(env_runner_cls=FastPathEnvRunner, env_to_module_connector=None)
+        logger.info("configure_sharing: fast path (%d agents as slots of RLlib's single-agent EnvRunner, module id '%s')",
+                    len(info.agent_ids), module_id)
+    else:
+        module_id = SHARED_MODULE_ID
+        config.multi_agent(
+            policies={SHARED_MODULE_ID},
+            policy_mapping_fn=AgentModuleMapping({a: SHARED_MODULE_ID for a in info.agent_ids}),
+            policies_to_train=None,
+        )
+        if isinstance(config.env_runner_cls, type) and issubclass(config.env_runner_cls, FastPathEnvRunner):
+            config.env_runners(env_runner_cls=None)  # a config set up for the fast path before
+        config.env_runners(env_to_module_connector=_with_user_connector(config, AgentIndexConnector(info.agent_ids, info.obs_dim)))
+        logger.info("configure_sharing: multi-agent path (%s; module id '%s')", why_not_fast, module_id)
     config.rl_module(rl_module_spec=spec)  # one spec: RLlib then builds it inference-only on EnvRunners (rllib_shims 4)
-    config.env_runners(env_to_module_connector=_with_user_connector(config, AgentIndexConnector(info.agent_ids, info.obs_dim)))
-    callback = SharingCallback.configured(method=method, agent_ids=info.agent_ids, **options)
+    callback = SharingCallback.configured(method=method, agent_ids=info.agent_ids, module_id=module_id, **options)
     existing = [c for c in force_list(config.callbacks_class) if c is not RLlibCallback]
     config.callbacks(callbacks_class=[*existing, callback] if existing else callback)
     return config
+
+
+def _why_not_fast_path(config: AlgorithmConfig, info: EnvAgents, fast_path: Optional[bool]) -> Optional[str]:
+    """None if the run takes the fast path, else why not (``fast_path=True`` makes it an error)."""
+    if fast_path is not None and not isinstance(fast_path, bool):
+        raise ValueError(f"fast_path must be None (automatic), True or False, got {fast_path!r}.")
+    if fast_path is False:
+        return "fast_path=False"
+    runner = config.env_runner_cls
+    user_connector = getattr(config, "_env_to_module_connector", None)
+    if isinstance(user_connector, _ChainedConnectors):
+        user_connector = user_connector.user_factory
+    if info.fast_path_problem is not None:
+        reason = info.fast_path_problem
+    elif runner is not None and not (isinstance(runner, type) and issubclass(runner, FastPathEnvRunner)):
+        reason = f"the config sets its own env_runner_cls ({getattr(runner, '__name__', runner)})"
+    elif user_connector is not None and not isinstance(user_connector, AgentIndexConnector):
+        reason = "the config sets an env-to-module connector, which expects multi-agent observations"
+    else:
+        return None
+    if fast_path is True:
+        raise ValueError(f"fast_path=True, but the fast path cannot run this config: {reason}.")
+    return reason
 
 
 class _ChainedConnectors:
