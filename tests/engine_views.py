@@ -1,10 +1,15 @@
-"""Reading the one engine module's tables and weights on Learners and EnvRunners (test helper)."""
+"""Reading the one engine module's tables and weights on Learners and EnvRunners (test helper).
+
+Works on both paths: the module id is ``shared`` on the multi-agent path and ``default_policy``
+on the fast path (``rllib_adaps.module_ids``); every view records which (``module_id``).
+"""
 
 import sys
 
 import numpy as np
 from ray import cloudpickle
 
+from rllib_adaps.module_ids import engine_module, sharing_module_id
 from rllib_adaps.rllib_shims import foreach_learner
 
 # The readers run inside Learner and EnvRunner actors, which cannot import this test helper.
@@ -13,6 +18,12 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 TABLES = ("agent_slice", "agent_mask", "agent_cluster", "mask_table")
 #: A short VAE fit for tests that check where tables go, not how good the clusters are.
 QUICK_FIT = {"vae_min_updates": 150, "vae_epochs": 2}
+VIEW_KEYS = ("module_ids", "module_id", "mapping", "has_critic")
+
+
+def module_id(config_or_algo) -> str:
+    """The engine's module id of a run (``shared`` or, on the fast path, ``default_policy``)."""
+    return sharing_module_id(config_or_algo)
 
 
 def module_view(module) -> dict:
@@ -26,9 +37,12 @@ def module_view(module) -> dict:
 
 
 def learner_views(algo) -> list:
+    mid = module_id(algo)
+
     def read(learner):
-        view = module_view(learner.module["shared"])
+        view = module_view(learner.module[mid])
         view["module_ids"] = sorted(learner.module.keys())
+        view["module_id"] = mid
         return view
 
     return foreach_learner(algo, read)
@@ -36,12 +50,19 @@ def learner_views(algo) -> list:
 
 def runner_views(algo, evaluation=False) -> list:
     group = algo.eval_env_runner_group if evaluation else algo.env_runner_group
+    mid = module_id(algo)
 
     def read(er):
-        view = module_view(er.module["shared"])
-        view["module_ids"] = sorted(er.module.keys())
-        view["mapping"] = [er.config.policy_mapping_fn(a, None) for a in er.module["shared"].agent_ids]
-        view["has_critic"] = hasattr(er.module["shared"], "critic")
+        module = engine_module(er, mid)
+        view = module_view(module)
+        # A multi-agent EnvRunner holds a MultiRLModule; the fast path's EnvRunner the module itself.
+        view["module_ids"] = sorted(er.module.keys()) if hasattr(er.module, "keys") else [mid]
+        view["module_id"] = mid
+        if er.config.is_multi_agent:
+            view["mapping"] = [er.config.policy_mapping_fn(a, None) for a in module.agent_ids]
+        else:  # every agent slot is sampled by the one module
+            view["mapping"] = [mid] * len(module.agent_ids)
+        view["has_critic"] = hasattr(module, "critic")
         return view
 
     # The remote EnvRunners; the local one when sampling happens there (num_env_runners=0).
@@ -50,7 +71,7 @@ def runner_views(algo, evaluation=False) -> list:
 
 def assert_same_module(a: dict, b: dict, exact=True) -> None:
     for key in a:
-        if key in ("module_ids", "mapping", "has_critic"):
+        if key in VIEW_KEYS:
             continue
         if exact or key in TABLES:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)

@@ -8,7 +8,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 
 import rllib_adaps  # noqa: F401  (registers the envs)
-from engine_views import learner_views
+from engine_views import learner_views, module_id
 from rllib_adaps import a2c_settings, configure_sharing
 from rllib_adaps.rllib_shims import foreach_learner
 from torch.optim.optimizer import register_optimizer_step_post_hook
@@ -19,8 +19,9 @@ def test_ppo_single_pass_loss_has_the_a2c_gradient():
     config = a2c_settings(configure_sharing(config, "adaps"))
     assert config.num_epochs == 1 and config.minibatch_size is None and not config.use_kl_loss
     spec = config.rl_module_spec
-    learner = config.build_learner(spaces={"shared": (spec.observation_space, spec.action_space)})
-    module = learner.module["shared"].unwrapped()
+    mid = module_id(config)
+    learner = config.build_learner(spaces={mid: (spec.observation_space, spec.action_space)})
+    module = learner.module[mid].unwrapped()
 
     gen = torch.Generator().manual_seed(0)
     obs = torch.randn(64, 10, generator=gen)
@@ -43,7 +44,7 @@ def test_ppo_single_pass_loss_has_the_a2c_gradient():
 
     module.zero_grad()
     fwd_out = module.forward_train(batch)
-    ppo_loss = learner.compute_loss_for_module(module_id="shared", config=config, batch=batch, fwd_out=fwd_out)
+    ppo_loss = learner.compute_loss_for_module(module_id=mid, config=config, batch=batch, fwd_out=fwd_out)
     ppo_loss.backward()
     ppo_grads = [p.grad.clone() for p in module.parameters()]
 
@@ -66,20 +67,22 @@ def test_ppo_single_pass_loss_has_the_a2c_gradient():
     torch.testing.assert_close(ppo_loss, a2c_loss + (advantages * logp).mean() - advantages.mean())
 
 
-@pytest.mark.parametrize("method", ["fups", "nops"])
-def test_a2c_settings_take_exactly_one_optimizer_step_per_iteration(ray_local, method):
+@pytest.mark.parametrize("method, fast_path", [("fups", None), ("nops", False)])
+def test_a2c_settings_take_exactly_one_optimizer_step_per_iteration(ray_local, method, fast_path):
     """Counted on the Learner's optimizer through algo.train(); with NoPS that one step
-    updates every agent's own slice (each network gets its one A2C update)."""
+    updates every agent's own slice (each network gets its one A2C update). FuPS on the fast
+    path, NoPS on RLlib's multi-agent path."""
     config = (
         PPOConfig()
         .environment("bps", env_config={"agents_per_type": [2, 2, 2], "max_steps": 25})
         .env_runners(num_env_runners=0, num_envs_per_env_runner=2)
         .training(train_batch_size_per_learner=250)
     )
-    algo = a2c_settings(configure_sharing(config, method)).build_algo()
+    algo = a2c_settings(configure_sharing(config, method, fast_path=fast_path)).build_algo()
     steps = []
     try:
-        optimizers = {id(o) for _, o in foreach_learner(algo, lambda l: l.get_optimizers_for_module("shared"))[0]}
+        mid = module_id(algo)
+        optimizers = {id(o) for _, o in foreach_learner(algo, lambda l: l.get_optimizers_for_module(mid))[0]}
         handle = register_optimizer_step_post_hook(lambda opt, a, k: steps.append(1) if id(opt) in optimizers else None)
         try:
             for _ in range(2):

@@ -76,7 +76,7 @@ def test_configure_sharing_refuses(config, method, options, message):
 
 def test_padding_makes_different_observation_sizes_share_one_network():
     config = configure_sharing(own({"obs_dims": [4, 6, 4]}), "fups")
-    spec = config.rl_module_spec  # one spec, module id "shared"
+    spec = config.rl_module_spec  # one spec, module id "shared" (a plain MultiAgentEnv: the multi-agent path)
     assert config.policies.keys() == {"shared"}
     assert spec.observation_space.shape == (7,)  # 6 + the agent index
 

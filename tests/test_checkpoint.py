@@ -14,7 +14,7 @@ from ray.rllib.core.columns import Columns
 
 import engine_views
 import rllib_adaps
-from engine_views import QUICK_FIT, assert_same_module, learner_views, runner_views
+from engine_views import QUICK_FIT, assert_same_module, learner_views, module_id, runner_views
 from rllib_adaps.callback import RESULT_KEY
 from rllib_adaps.multi_module import CheckpointMismatchError, checkpoint_module_ids
 
@@ -53,7 +53,7 @@ def test_restore_keeps_clusters_everywhere_and_does_not_pretrain_again(ray_local
         before = learner_views(algo)[0]
         checkpoint = algo.save_to_path(str(tmp_path / "ckpt"))
         obs = torch.cat([torch.randn(6, 10), torch.arange(6, dtype=torch.float32)[:, None]], dim=1)
-        expected = algo.get_module("shared").forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+        expected = algo.get_module(module_id(algo)).forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
     finally:
         algo.stop()
 
@@ -73,7 +73,7 @@ def test_restore_keeps_clusters_everywhere_and_does_not_pretrain_again(ray_local
             after = learner_views(algo)[0]
             assert_same_module(before, after)
             assert_every_runner_holds(algo, after)
-            logits = algo.get_module("shared").forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+            logits = algo.get_module(module_id(algo)).forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
             torch.testing.assert_close(logits, expected)
             summary = algo.train()[RESULT_KEY]
             assert summary["done"] and summary.get("restored")  # adopted, not fitted again
@@ -94,16 +94,25 @@ def test_checkpoints_of_another_method_agent_count_or_release_are_refused(ray_lo
     old = tmp_path / "old"
     shutil.copytree(checkpoint, old)
     modules = old / "learner_group" / "learner" / "rl_module"
-    (modules / "shared").rename(modules / "agent_0")
+    own = checkpoint_module_ids(modules)
+    assert own == [module_id(rllib_adaps.configure_sharing(config(), "adaps", num_clusters=3))]
+    (modules / own[0]).rename(modules / "agent_0")
 
     other_method = rllib_adaps.configure_sharing(local(), "fups").build_algo()
     try:
         with pytest.raises(Exception, match="written by a 'adaps' run, but this run uses 'fups'"):
             other_method.restore_from_path(str(checkpoint))
-        with pytest.raises(CheckpointMismatchError, match=r"holds RLModules \['agent_0'\], but this run has \['shared'\].*before the one-engine"):
+        with pytest.raises(CheckpointMismatchError, match=rf"holds RLModules \['agent_0'\], but this run has \['{own[0]}'\].*before the one-engine"):
             other_method.restore_from_path(str(old))
     finally:
         other_method.stop()
+    # Written on the fast path (bps takes it), restored into a run on the multi-agent path.
+    other_path = rllib_adaps.configure_sharing(local(), "adaps", num_clusters=3, fast_path=False).build_algo()
+    try:
+        with pytest.raises(CheckpointMismatchError, match="written by a run on the fast path.*fast_path=True"):
+            other_path.restore_from_path(str(checkpoint))
+    finally:
+        other_path.stop()
     bigger = local().environment("bps", env_config={"agents_per_type": [3, 3, 3], "max_steps": 25})
     more_agents = rllib_adaps.configure_sharing(bigger, "adaps", num_clusters=3, **QUICK_FIT).build_algo()
     try:
@@ -170,4 +179,4 @@ def test_tune_restore_resumes_without_pretraining_again(ray_local, tmp_path, met
     assert after["done"] and after.get("restored") and after["labels"] == before["labels"]
     assert (tmp_path / "runners").read_text() == "same"
     modules = checkpoint_module_ids(pathlib.Path(second.checkpoint.path) / "learner_group" / "learner" / "rl_module")
-    assert modules == ["shared"]
+    assert modules == [module_id(cfg)]

@@ -13,6 +13,7 @@ RUN = """
 import hashlib, json, numpy as np, ray
 from ray.rllib.algorithms.ppo import PPOConfig
 import rllib_adaps
+from rllib_adaps.module_ids import engine_module
 from rllib_adaps.rllib_shims import foreach_learner
 ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
 config = (PPOConfig().environment("bps", env_config={"agents_per_type": [2, 2, 2], "max_steps": 25})
@@ -21,7 +22,7 @@ config = (PPOConfig().environment("bps", env_config={"agents_per_type": [2, 2, 2
 algo = rllib_adaps.configure_sharing(config, "adaps", shared_training_env_steps=300, identity_env_steps=300,
                                      vae_min_updates=300, vae_epochs=2).build_algo()
 summary = algo.train()["identity_pretraining"]
-masks = foreach_learner(algo, lambda l: l.module["shared"].unwrapped().mask_table.numpy().copy())[0]
+masks = foreach_learner(algo, lambda l: engine_module(l).mask_table.numpy().copy())[0]
 callback = next(c for c in algo.callbacks if isinstance(c, rllib_adaps.SharingCallback))
 print("RESULT " + json.dumps({"labels": summary["labels"], "masks": hashlib.md5(masks.tobytes()).hexdigest(),
       "identities": np.round(callback.result.identities, 6).tolist()}))

@@ -13,7 +13,8 @@ from ray.cluster_utils import Cluster
 from ray.rllib.algorithms.ppo import PPOConfig
 
 import rllib_adaps
-from engine_views import QUICK_FIT, assert_same_module, learner_views, runner_views
+from engine_views import QUICK_FIT, assert_same_module, learner_views, module_id, runner_views
+from rllib_adaps.module_ids import engine_module
 from rllib_adaps.callback import RESULT_KEY
 
 
@@ -38,8 +39,11 @@ def base(num_env_runners=2, **runner_kwargs):
 
 
 def test_adaps_env_runners_on_two_nodes(two_nodes):
+    """On RLlib's multi-agent path (the 2-Learner runs below take the fast path): both stay covered."""
     config = base(custom_resources_per_env_runner={"runner_slot": 1})
-    algo = rllib_adaps.configure_sharing(config, "adaps", shared_training_env_steps=300, identity_env_steps=300, num_clusters=3, **QUICK_FIT).build_algo()
+    algo = rllib_adaps.configure_sharing(config, "adaps", fast_path=False, shared_training_env_steps=300, identity_env_steps=300, num_clusters=3,
+                                         **QUICK_FIT).build_algo()
+    assert algo.config.is_multi_agent
     try:
         results = [algo.train() for _ in range(3)]
         assert results[-1][RESULT_KEY]["done"]
@@ -64,11 +68,11 @@ def test_two_learners_stay_identical(two_nodes, method):
         for _ in range(2):
             result = algo.train()
         first, second = learner_views(algo)
-        assert first["module_ids"] == second["module_ids"] == ["shared"]
+        assert first["module_ids"] == second["module_ids"] == [module_id(algo)]
         assert_same_module(first, second)  # bit-identical weights and tables after 2 iterations
         if method in ("adaps", "seps"):
             assert result[RESULT_KEY]["done"] and first["agent_cluster"].tolist() == result[RESULT_KEY]["labels"]
-        local = algo.env_runner.module["shared"]  # the driver's EnvRunner got the Learners' module
+        local = engine_module(algo.env_runner, module_id(algo))  # the driver's EnvRunner got the Learners' module
         np.testing.assert_array_equal(local.agent_cluster.numpy(), first["agent_cluster"])
         np.testing.assert_array_equal(local.actor.hidden[0].weight.detach().numpy(), first["actor.hidden.0.weight"])
     finally:

@@ -12,6 +12,7 @@ from ray.rllib.callbacks.callbacks import RLlibCallback
 
 import rllib_adaps
 from engine_views import QUICK_FIT, assert_same_module, learner_views, runner_views
+from rllib_adaps.module_ids import engine_module
 from rllib_adaps.callback import RESULT_KEY
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the probe runs on the EnvRunners
@@ -23,8 +24,9 @@ class StaleModuleProbe(RLlibCallback):
     def on_sample_end(self, *, env_runner, metrics_logger, samples, **kwargs):
         stale = 0
         for episode in samples:
-            for agent, sa_episode in episode.agent_episodes.items():
-                module = env_runner.module[sa_episode.module_id]
+            # Multi-agent episodes hold one episode per agent; on the fast path each is one agent slot.
+            for sa_episode in episode.agent_episodes.values() if hasattr(episode, "agent_episodes") else [episode]:
+                module = engine_module(env_runner, sa_episode.module_id)
                 if len(sa_episode) and not module.is_clustered():
                     stale = 1
         metrics_logger.log_value("stale_module_samples", stale, reduce="max", clear_on_reduce=True)
@@ -68,7 +70,7 @@ def test_killed_env_runner_gets_current_tables_and_weights(ray_local, method):
         runners = runner_views(algo)
         assert len(runners) == 2
         for runner in runners:
-            assert runner["mapping"] == ["shared"] * 6
+            assert runner["mapping"] == [runner["module_id"]] * 6
             assert_same_module(learner, runner)
     finally:
         algo.stop()
@@ -76,8 +78,11 @@ def test_killed_env_runner_gets_current_tables_and_weights(ray_local, method):
 
 def test_env_runner_killed_before_collection_still_completes_pretraining(ray_local):
     """Pre-training completes (from the healthy EnvRunner, or after restoring) when an
-    EnvRunner dies right before its transitions are collected."""
-    algo = rllib_adaps.configure_sharing(config(), "adaps", shared_training_env_steps=10**9, identity_env_steps=300, num_clusters=3, **QUICK_FIT).build_algo()
+    EnvRunner dies right before its transitions are collected. On RLlib's multi-agent path (the
+    test above runs on the fast path): both paths stay covered."""
+    algo = rllib_adaps.configure_sharing(config(), "adaps", fast_path=False, shared_training_env_steps=10**9, identity_env_steps=300,
+                                         num_clusters=3, **QUICK_FIT).build_algo()
+    assert algo.config.is_multi_agent
     try:
         algo.train()
         callback = next(c for c in algo.callbacks if isinstance(c, rllib_adaps.SharingCallback))

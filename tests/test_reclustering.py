@@ -18,10 +18,12 @@ def config():
     )
 
 
-@pytest.mark.parametrize("method", ["adaps", "seps"])
-def test_shared_training_first_then_periodic_reclustering(ray_local, method):
+# AdaPS on the fast path, SePS on RLlib's multi-agent path (both paths stay covered).
+@pytest.mark.parametrize("method, fast_path", [("adaps", None), ("seps", False)])
+def test_shared_training_first_then_periodic_reclustering(ray_local, method, fast_path):
     options = dict(shared_training_env_steps=600, identity_env_steps=300, num_clusters=3, recluster_every_env_steps=600, **QUICK_FIT)
-    algo = rllib_adaps.configure_sharing(config(), method, **options).build_algo()
+    algo = rllib_adaps.configure_sharing(config(), method, fast_path=fast_path, **options).build_algo()
+    assert algo.config.is_multi_agent == (fast_path is False)
     try:
         summaries = [algo.train()[RESULT_KEY] for _ in range(3)]  # 300 env steps per iteration
         assert [s["done"] for s in summaries] == [False, True, True]
@@ -31,13 +33,13 @@ def test_shared_training_first_then_periodic_reclustering(ray_local, method):
         assert fits == [600, 1200]
         learner = learner_views(algo)[0]
         labels = summaries[-1]["labels"]
-        assert learner["module_ids"] == ["shared"] and learner["agent_cluster"].tolist() == labels
+        assert learner["module_ids"] == [learner["module_id"]] and learner["agent_cluster"].tolist() == labels
         if method == "seps":
             assert learner["agent_slice"].tolist() == labels
         else:
             assert learner["agent_mask"].tolist() == [k + 1 for k in labels]
         for runner in runner_views(algo):
-            assert runner["mapping"] == ["shared"] * 6
+            assert runner["mapping"] == [learner["module_id"]] * 6
             assert_same_module(learner, runner)
         assert np.isfinite(algo.train()["env_runners"]["episode_return_mean"])
     finally:

@@ -17,7 +17,7 @@ import rllib_adaps
 from rllib_adaps.callback import IDENTITY_SCALARS, RESULT_KEY, SHARING_KEY
 from rllib_adaps.rllib_shims import foreach_learner
 
-from engine_views import QUICK_FIT, assert_same_module, learner_views, runner_views
+from engine_views import QUICK_FIT, assert_same_module, learner_views, module_id, runner_views
 
 TYPES = [2, 2, 2]
 N = sum(TYPES)
@@ -57,14 +57,15 @@ def trained(ray_local):
             algo = rllib_adaps.configure_sharing(config, method, **options).build_algo()
             try:
                 learner_optimizers.clear()
-                learner_optimizers.update(foreach_learner(algo, lambda l: [id(o) for _, o in l.get_optimizers_for_module("shared")])[0])
+                mid = module_id(algo)
+                learner_optimizers.update(foreach_learner(algo, lambda l: [id(o) for _, o in l.get_optimizers_for_module(mid)])[0])
                 results, step_counts = [], []
                 for _ in range(ITERATIONS):
                     steps["learner"] = 0
                     results.append(algo.train())
                     step_counts.append(steps["learner"])
                 records[method] = {"results": results, "steps": step_counts, "learner": learner_views(algo)[0],
-                                   "runners": runner_views(algo)}
+                                   "runners": runner_views(algo), "module_id": mid}
             finally:
                 algo.stop()
     finally:
@@ -78,7 +79,7 @@ def test_training_goes_on_and_reports_returns(trained, method):
     steps = [r["env_runners"]["num_env_steps_sampled_lifetime"] for r in results]
     assert steps == sorted(steps) and steps[-1] > steps[0] > 0
     assert np.isfinite(results[-1]["env_runners"]["episode_return_mean"])
-    assert np.isfinite(results[-1]["learners"]["shared"]["total_loss"])
+    assert np.isfinite(results[-1]["learners"][trained[method]["module_id"]]["total_loss"])
 
 
 def test_every_method_takes_the_same_optimizer_steps(trained):
@@ -108,10 +109,11 @@ def test_pretraining_happens_once_and_its_scalars_are_in_every_result(trained, m
 @pytest.mark.parametrize("method", rllib_adaps.METHODS)
 def test_every_env_runner_holds_the_learners_module_without_critic(trained, method):
     rec = trained[method]
-    assert rec["learner"]["module_ids"] == ["shared"]
+    mid = rec["module_id"]
+    assert rec["learner"]["module_ids"] == [mid]
     assert len(rec["runners"]) == 1
     for runner in rec["runners"]:
-        assert runner["module_ids"] == ["shared"] and runner["mapping"] == ["shared"] * N
+        assert runner["module_ids"] == [mid] and runner["mapping"] == [mid] * N
         assert not runner["has_critic"]
         assert_same_module(rec["learner"], runner)
 
@@ -161,8 +163,10 @@ def test_seps_with_automatic_k_reports_unused_allocated_slices(ray_local):
 
 
 def test_adaps_on_lbf_with_automatic_k(ray_local):
+    """On RLlib's multi-agent path (the methods above run on the fast path): both stay covered."""
     config = ppo("lbf", {"levels": [1, 1, 2, 2, 3, 3], "grid_size": 6, "foods": 2, "max_steps": 25}, num_env_runners=0)
-    algo = rllib_adaps.configure_sharing(config, "adaps", identity_env_steps=400).build_algo()
+    algo = rllib_adaps.configure_sharing(config, "adaps", fast_path=False, identity_env_steps=400).build_algo()
+    assert algo.config.is_multi_agent
     try:
         results = [algo.train()]  # fitted at the start
         summary = results[-1][RESULT_KEY]

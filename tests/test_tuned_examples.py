@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from rllib_adaps.experiment import build_experiment
+from rllib_adaps.fast_path import FastPathEnvRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("generate", ROOT / "tuned_examples" / "generate.py")
@@ -37,8 +38,9 @@ def test_tuned_example_builds(path):
     assert config.env == env
     assert config.lr == pytest.approx(3e-4) and config.gamma == pytest.approx(0.99)
     assert config.entropy_coeff == pytest.approx(0.01)
-    model = config.rl_module_spec.model_config  # one module, "shared", for every method
-    assert set(config.policies) == {"shared"}
+    model = config.rl_module_spec.model_config  # one module for every method
+    # All three envs let every agent act every step: they take the fast path (RLlib's single-agent id).
+    assert set(config.policies) == {"default_policy"} and config.env_runner_cls is FastPathEnvRunner
     assert model["fcnet_hiddens"] == [64, 64] and model["sharing_method"] == method
     assert model.get("num_slices", 1) == (len(model["agent_ids"]) if method == "nops" else 1 if method != "seps" else model["num_slices"])
     assert model.get("masking", "none") == {"snp": "random", "adaps": "cluster"}.get(method, "none")

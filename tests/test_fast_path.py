@@ -1,0 +1,321 @@
+"""The fast path (``rllib_adaps.fast_path``): agents as slots of RLlib's single-agent EnvRunner.
+
+What it must keep from the multi-agent path, each checked here:
+- the env: the same seeds and actions give the same per-agent observations (same layout as
+  ``AgentIndexObservations``: padding, then the agent index), rewards and end flags as the
+  ParallelEnv stepped directly, through next-step autoresets; agents keep their own action
+  sizes;
+- the learner: the same episodes give the same PPO loss through either path's Learner;
+- training: the same budgets (env steps) reach returns that cannot be told apart; env steps
+  are counted as env steps, ``episode_return_mean`` is the sum over agents;
+- identity pre-training, clusters on the remote EnvRunner equal to the Learner's, and a
+  checkpoint restore;
+- the choice of path: a log line, the option that turns it off, and envs whose agents come and
+  go or act in turns keep the multi-agent path.
+"""
+
+import logging
+
+import numpy as np
+import pytest
+import yaml
+from pettingzoo import ParallelEnv
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.connectors.connector_v2 import ConnectorV2
+from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
+from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+import gymnasium as gym
+
+import rllib_adaps
+from engine_views import QUICK_FIT, assert_same_module, learner_views, runner_views
+from rllib_adaps.callback import RESULT_KEY
+from rllib_adaps.connectors import AgentIndexObservations
+from rllib_adaps.envs import OrderedParallelEnv, make_parallel_env
+from rllib_adaps.fast_path import FastPathEnvRunner, FastPathError, SlotVectorEnv
+from rllib_adaps.module_ids import FAST_PATH_MODULE_ID, SHARED_MODULE_ID, sharing_module_id
+
+ENVS = [
+    ("bps", {"agents_per_type": [2, 2], "max_steps": 4}),
+    ("roles", {"agents_per_role": [1, 2, 2], "max_steps": 3}),  # observation and action sizes differ
+    ("lbf", {"levels": [1, 1, 2], "grid_size": 5, "foods": 2, "max_steps": 5}),
+]
+
+
+def in_agent_order(processed: dict, agents) -> np.ndarray:
+    return np.stack([processed[a] for a in agents])
+
+
+@pytest.mark.parametrize("name, env_config", ENVS, ids=[e[0] for e in ENVS])
+def test_slots_step_like_the_parallel_env_itself_through_autoresets(name, env_config):
+    copies = 2
+    slots = SlotVectorEnv([make_parallel_env(name, env_config) for _ in range(copies)])
+    direct = [make_parallel_env(name, env_config) for _ in range(copies)]
+    agents = list(direct[0].possible_agents)
+    n = len(agents)
+    layout = AgentIndexObservations(agent_ids=agents, obs_dim=slots.obs_dim)  # the multi-agent path's connector
+    sizes = [direct[0].action_space(a).n for a in agents]
+    assert slots.num_envs == copies * n and slots.single_action_space.n == max(sizes)
+    assert slots.action_space.nvec.tolist() == sizes * copies  # random actions stay within each agent's actions
+    assert slots.single_observation_space == layout.recompute_output_observation_space(
+        gym.spaces.Dict({a: direct[0].observation_space(a) for a in agents}), None)[agents[0]]
+
+    obs, _ = slots.reset(seed=7)
+    for c, env in enumerate(direct):  # copy c is seeded with seed + c, as on RLlib's multi-agent vector env
+        np.testing.assert_array_equal(obs[c * n:(c + 1) * n], in_agent_order(layout.preprocess(env.reset(seed=7 + c)[0], None), agents))
+    slots.action_space.seed(0)
+    restart = [False] * copies
+    episodes_ended = 0
+    for _ in range(3 * env_config["max_steps"] + 3):
+        actions = slots.action_space.sample()
+        obs, rewards, terminated, truncated, _ = slots.step(actions)
+        for c, env in enumerate(direct):
+            rows = slice(c * n, (c + 1) * n)
+            if restart[c]:  # next-step autoreset: this step's actions are ignored
+                o, _ = env.reset()
+                r, te, tr = [0.0] * n, [False] * n, [False] * n
+            else:
+                o, r, te, tr, _ = env.step(dict(zip(agents, actions[rows])))
+                r, te, tr = [r[a] for a in agents], [te[a] for a in agents], [tr[a] for a in agents]
+            np.testing.assert_array_equal(obs[rows], in_agent_order(layout.preprocess(o, None), agents))
+            np.testing.assert_array_equal(rewards[rows], r)
+            np.testing.assert_array_equal(terminated[rows], te)
+            np.testing.assert_array_equal(truncated[rows], tr)
+            restart[c] = all(np.logical_or(te, tr))
+            episodes_ended += restart[c]
+    assert episodes_ended >= 2 * copies
+
+
+class Leaving(ParallelEnv):
+    """Three agents; ``agent_1`` leaves after ``leave_at`` steps while the others go on
+    (with ``turns``, only one agent observes and acts per step)."""
+
+    metadata = {"name": "leaving_v0"}
+
+    def __init__(self, leave_at=1, turns=False):
+        self.possible_agents = [f"agent_{i}" for i in range(3)]
+        self.leave_at, self.turns = leave_at, turns
+
+    def observation_space(self, agent):
+        return gym.spaces.Box(-1, 1, (2,), np.float32)
+
+    def action_space(self, agent):
+        return gym.spaces.Discrete(2)
+
+    def _obs(self):
+        agents = self.agents[self.t % 3:][:1] if self.turns else self.agents
+        return {a: np.zeros(2, np.float32) for a in agents}
+
+    def reset(self, seed=None, options=None):
+        self.agents, self.t = list(self.possible_agents), 0
+        return self._obs(), {a: {} for a in self.agents}
+
+    def step(self, actions):
+        self.t += 1
+        done = {a: a == "agent_1" and self.t >= self.leave_at for a in self.agents}
+        rewards = {a: 1.0 for a in self.agents}
+        obs = self._obs()
+        self.agents = [a for a in self.agents if not done[a]]
+        return obs, rewards, done, {a: False for a in done}, {a: {} for a in done}
+
+
+def leaving_config(**env_config):
+    return PPOConfig().environment(lambda cfg: OrderedParallelEnv(Leaving(**cfg)), env_config=env_config)
+
+
+@pytest.fixture
+def path_log(caplog):
+    logger = logging.getLogger("rllib_adaps")  # does not propagate: listen on it directly
+    logger.addHandler(caplog.handler)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
+def test_the_path_is_chosen_logged_and_can_be_turned_off(path_log, tmp_path):
+    bps = PPOConfig().environment("bps", env_config={"agents_per_type": [2, 2]})
+    fast = rllib_adaps.configure_sharing(bps, "fups")
+    assert fast.env_runner_cls is FastPathEnvRunner and not fast.is_multi_agent
+    assert sharing_module_id(fast) == FAST_PATH_MODULE_ID and fast.rl_module_spec.model_config["agent_ids"] == [f"agent_{i}" for i in range(4)]
+    assert "fast path" in path_log.text
+
+    path_log.clear()
+    off = rllib_adaps.configure_sharing(bps, "fups", fast_path=False)
+    assert off.env_runner_cls is None and set(off.policies) == {SHARED_MODULE_ID} and sharing_module_id(off) == SHARED_MODULE_ID
+    assert "multi-agent path (fast_path=False" in path_log.text
+
+    for env_config, reason in [({"leave_at": 1}, "ended their episode after one step while others went on"),
+                               ({"turns": True}, "come and go or act in turns")]:
+        path_log.clear()
+        config = rllib_adaps.configure_sharing(leaving_config(**env_config), "fups")
+        assert config.is_multi_agent and config.env_runner_cls is None
+        assert "multi-agent path" in path_log.text and reason in path_log.text
+        with pytest.raises(ValueError, match="fast_path=True, but the fast path cannot run this config"):
+            rllib_adaps.configure_sharing(leaving_config(**env_config), "fups", fast_path=True)
+
+    # The same key in an experiment file's sharing section (the rllib command).
+    from rllib_adaps.experiment import build_experiment
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({"exp": {"run": "PPO", "env": "bps", "stop": {"training_iteration": 1},
+                                            "sharing": {"method": "fups", "fast_path": False}, "config": {}}}))
+    assert build_experiment(path).config.is_multi_agent
+    path.write_text(path.read_text().replace("fast_path: false", "fast_path: true"))
+    assert build_experiment(path).config.env_runner_cls is FastPathEnvRunner
+
+
+def test_an_agent_leaving_later_stops_the_fast_path_with_a_clear_error():
+    slots = SlotVectorEnv([Leaving(leave_at=2)])
+    slots.reset(seed=0)
+    slots.step(np.zeros(3, np.int64))
+    with pytest.raises(FastPathError, match=r"\['agent_1'\] ended their episode while others went on.*fast_path=False"):
+        slots.step(np.zeros(3, np.int64))
+
+
+def as_slot_episode(sa_episode) -> SingleAgentEpisode:
+    """One agent's part of a multi-agent episode as the fast path holds it: a plain episode."""
+    return SingleAgentEpisode(
+        observations=list(sa_episode.get_observations()), actions=list(sa_episode.get_actions()),
+        rewards=list(sa_episode.get_rewards()), terminated=sa_episode.is_terminated, truncated=sa_episode.is_truncated,
+        extra_model_outputs={k: list(sa_episode.get_extra_model_outputs(k)) for k in sa_episode.extra_model_outputs},
+        observation_space=sa_episode.observation_space, action_space=sa_episode.action_space, len_lookback_buffer=0,
+    )
+
+
+def scalars(results: dict, module_id: str) -> dict:
+    out = results[module_id]
+    return {k: float(out[k].peek() if hasattr(out[k], "peek") else out[k]) for k in ("total_loss", "policy_loss", "vf_loss", "entropy")}
+
+
+@pytest.mark.parametrize("method", ["snp", "nops"])  # per-agent masks, per-agent slices: routed by the index column
+def test_the_same_episodes_give_the_same_loss_through_either_learner(method):
+    base = (
+        PPOConfig()
+        .environment("roles", env_config={"agents_per_role": [1, 2, 2], "max_steps": 6})
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=2)
+        .training(num_epochs=1, minibatch_size=None)
+        .debugging(seed=0)
+    )
+    ma, fast = (rllib_adaps.configure_sharing(base, method, fast_path=f) for f in (False, True))
+    runner = MultiAgentEnvRunner(config=ma)
+    try:
+        episodes = runner.sample(num_episodes=2, explore=True)  # whole episodes, processed observations written back
+    finally:
+        runner.stop()
+    # In the order the multi-agent Learner's connectors put agent episodes into the batch. The
+    # order matters to RLlib on both paths alike: GAE's value target at each episode's masked
+    # bootstrap row reads the next episode's first value, and advantages are standardised over
+    # all rows, masked ones included.
+    slots = [as_slot_episode(sa) for sa in ConnectorV2.single_agent_episode_iterator(episodes, agents_that_stepped_only=False)]
+    assert len(slots) == 2 * 5 and all(len(s) == 6 for s in slots)
+
+    spec = fast.rl_module_spec
+    learners = {}
+    for config, mid in ((ma, SHARED_MODULE_ID), (fast, FAST_PATH_MODULE_ID)):
+        learners[mid] = config.build_learner(spaces={mid: (spec.observation_space, spec.action_space)})
+    learners[SHARED_MODULE_ID].module[SHARED_MODULE_ID].set_state(learners[FAST_PATH_MODULE_ID].module[FAST_PATH_MODULE_ID].get_state())
+    timesteps = {"num_env_steps_sampled_lifetime": 0}
+    on_ma = scalars(learners[SHARED_MODULE_ID].update(episodes=episodes, timesteps=timesteps), SHARED_MODULE_ID)
+    on_fast = scalars(learners[FAST_PATH_MODULE_ID].update(episodes=slots, timesteps=timesteps), FAST_PATH_MODULE_ID)
+    assert on_fast == pytest.approx(on_ma, rel=1e-5, abs=1e-6)
+    assert on_ma["vf_loss"] > 0
+
+
+# ------------------------------------------------------------------------------ real training
+def small_ppo(seed=0, **runners):
+    return (
+        PPOConfig()
+        .environment("bps", env_config={"agents_per_type": [2, 2, 2], "max_steps": 25})
+        .env_runners(**{"num_env_runners": 0, "num_envs_per_env_runner": 2, **runners})
+        .training(train_batch_size_per_learner=400, minibatch_size=400, num_epochs=2, lr=1e-3)
+        .reporting(metrics_num_episodes_for_smoothing=16)  # episode metrics of the last iteration (16 episodes)
+        .debugging(seed=seed)
+    )
+
+
+SEEDS = (0, 1, 2)
+ITERATIONS = 5
+
+
+@pytest.fixture(scope="module")
+def both_paths(ray_local):
+    """FuPS on each path, 3 seeds, 5 iterations of 400 env steps (2,000 env steps)."""
+    runs = {}
+    for fast in (True, False):
+        for seed in SEEDS:
+            algo = rllib_adaps.configure_sharing(small_ppo(seed), "fups", fast_path=fast).build_algo()
+            try:
+                runs[fast, seed] = [algo.train() for _ in range(ITERATIONS)]
+            finally:
+                algo.stop()
+    return runs
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "multi_agent"])
+def test_budgets_are_env_steps_and_the_return_is_the_sum_over_agents(both_paths, fast):
+    for seed in SEEDS:
+        results = both_paths[fast, seed]
+        env_runners = [r["env_runners"] for r in results]
+        # 400 env steps per iteration (2 env copies x 200 steps), whatever the number of agents.
+        assert [e["num_env_steps_sampled_lifetime"] for e in env_runners] == [400 * (i + 1) for i in range(ITERATIONS)]
+        assert all(e["num_agent_steps_sampled_lifetime"] == {f"agent_{i}": 400 * ITERATIONS for i in range(6)} for e in env_runners[-1:])
+        assert env_runners[-1]["num_episodes_lifetime"] == 400 * ITERATIONS // 25
+        assert env_runners[-1]["episode_len_mean"] == 25
+        last = env_runners[-1]
+        assert last["episode_return_mean"] == pytest.approx(sum(last["agent_episode_returns_mean"].values()), rel=1e-9)
+        # The Learner trains N rows per env step (plus one bootstrap row per agent and episode
+        # chunk), the same number on both paths.
+        rows = [r["learners"][mid]["num_module_steps_trained"] for r, mid in
+                ((both_paths[f, seed][-1], FAST_PATH_MODULE_ID if f else SHARED_MODULE_ID) for f in (True, False))]
+        assert rows[0] == rows[1] >= 6 * 400
+
+
+def test_both_paths_reach_returns_that_cannot_be_told_apart(both_paths):
+    """"Cannot be told apart" here: over 3 seeds the two paths' ranges of the mean return of the
+    last iteration (16 episodes) overlap, and their means differ by less than the spread of all
+    six runs. A permissive test of a small budget (2,000 env steps, where learning is only
+    beginning): it catches a path whose returns are off (a wrong reward sum, episode count or
+    policy), not small differences in learning speed; the update itself is compared exactly
+    by the loss test above."""
+    final = {fast: [both_paths[fast, s][-1]["env_runners"]["episode_return_mean"] for s in SEEDS] for fast in (True, False)}
+    print("final returns per seed (fast, multi-agent):", final[True], final[False])
+    assert max(final[True]) >= min(final[False]) and max(final[False]) >= min(final[True])
+    spread = max(final[True] + final[False]) - min(final[True] + final[False])
+    assert abs(np.mean(final[True]) - np.mean(final[False])) < spread
+
+
+@pytest.mark.parametrize("method", ["adaps", "seps"])
+def test_pretraining_clusters_and_restore_through_the_fast_path(ray_local, method, tmp_path):
+    """``algo.train()`` with a remote EnvRunner on the fast path: identity pre-training happens
+    (from the slots' observations), the remote EnvRunner holds the Learner's clustered module, and
+    a checkpoint restores clusters and weights onto a fresh remote EnvRunner (AdaPS; restoring
+    is method-agnostic, module state)."""
+    options = dict(identity_env_steps=400, num_clusters=3, **QUICK_FIT)
+    config = rllib_adaps.configure_sharing(small_ppo(num_env_runners=1), method, **options)
+    assert config.env_runner_cls is FastPathEnvRunner
+    algo = config.build_algo()
+    try:
+        results = [algo.train()]  # fitted at its start (the default timeline), then trained on
+        summary = results[-1][RESULT_KEY]
+        assert summary["done"] and summary["env_steps_at_fit"] == 0
+        assert summary["num_transitions"] >= 6 * 400 and np.isfinite(summary["adjusted_rand_index"])
+        learner = learner_views(algo)[0]
+        assert learner["module_ids"] == [FAST_PATH_MODULE_ID] and learner["agent_cluster"].tolist() == summary["labels"]
+        runners = runner_views(algo)
+        assert len(runners) == 1 and not runners[0]["has_critic"]
+        assert_same_module(learner, runners[0])
+        sharing = results[-1]["sharing"]
+        assert sharing["num_groups"] == 3 and all(np.isfinite(v) for v in sharing["group_return_mean"].values())
+        checkpoint = algo.save_to_path(str(tmp_path / "ckpt")) if method == "adaps" else None
+    finally:
+        algo.stop()
+    if checkpoint is None:
+        return
+    restored = Algorithm.from_checkpoint(checkpoint)
+    try:
+        after = learner_views(restored)[0]
+        assert_same_module(learner, after)
+        assert_same_module(after, runner_views(restored)[0])  # pushed to the remote EnvRunner before any sampling
+        summary = restored.train()[RESULT_KEY]
+        assert summary["restored"] and summary["labels"] == results[-1][RESULT_KEY]["labels"]
+    finally:
+        restored.stop()
