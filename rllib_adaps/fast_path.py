@@ -46,6 +46,7 @@ RLlib's single-agent EnvRunner does not expect, and has neither padding nor the 
 
 from __future__ import annotations
 
+import functools
 import logging
 import operator
 from collections import defaultdict
@@ -53,11 +54,17 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from gymnasium.wrappers.vector import DictInfoToList
 from pettingzoo import ParallelEnv
+from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.callbacks.utils import make_callback
+from ray.rllib.connectors.common.tensor_to_numpy import TensorToNumpy
+from ray.rllib.connectors.connector_v2 import ConnectorV2
+from ray.rllib.connectors.module_to_env.get_actions import GetActions
+from ray.rllib.core.columns import Columns
 from ray.rllib.env.env_context import EnvContext
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
@@ -87,6 +94,7 @@ from rllib_adaps.connectors import padded_index_space
 from rllib_adaps.module_ids import FAST_PATH_MODULE_ID
 
 logger = logging.getLogger("rllib_adaps")
+EPISODE_HOOKS = ("on_episode_created", "on_episode_start", "on_episode_step", "on_episode_end")
 
 
 class FastPathError(RuntimeError):
@@ -269,6 +277,43 @@ class SlotVectorEnv(gym.vector.VectorEnv):
             env.close()
 
 
+# --------------------------------------------------------------------------- connectors
+class SlotObservationsToBatch(ConnectorV2):
+    """Env-to-module: the slots' observations, as the env returned them, as one tensor.
+
+    RLlib's default pipeline reads every slot's last observation back out of its episode and
+    batches the items one by one; the env already wrote each observation in its final layout
+    (padding, agent index), and RLlib passes the step's observations to the pipeline too, in
+    slot order: one ``np.stack``.
+    """
+
+    def __init__(self, *args, device=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._device = device
+
+    def __call__(self, *, rl_module, batch, episodes, explore=None, shared_data=None, **kwargs):
+        observations = kwargs[Columns.OBS]
+        batch[Columns.OBS] = torch.from_numpy(np.stack(observations)).to(self._device or "cpu")
+        return batch
+
+
+def slot_env_to_module(env=None, spaces=None, device=None) -> List[ConnectorV2]:
+    """The fast path's env-to-module pipeline (``config.env_runners(env_to_module_connector=...)``)."""
+    return [SlotObservationsToBatch(device=device)]
+
+
+def slot_module_to_env(env=None, spaces=None) -> List[ConnectorV2]:
+    """The fast path's module-to-env pipeline: RLlib's default without its no-op pieces here.
+
+    Sampling (``GetActions``) and ``TensorToNumpy`` as in RLlib's default; left out are the
+    round trip ``UnBatchToIndividualItems`` -> ``ListifyDataForVectorEnv`` (the env and
+    RLlib's EnvRunner take the batched arrays as they are), ``RemoveSingleTsTimeRankFromBatch``
+    (the engine is not stateful) and ``NormalizeAndClipActions`` (a no-op for ``Discrete``
+    actions, the only kind the engine has, but a deep copy and a per-item tree walk).
+    """
+    return [GetActions(), TensorToNumpy()]
+
+
 # --------------------------------------------------------------------------- the EnvRunner
 def module_agents(config) -> Tuple[List[str], Optional[List[int]]]:
     """Agent ids (the module's row order) and observation sizes from the module's model_config."""
@@ -359,6 +404,23 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
                                    env_episode_id=self._env_episode_ids[copy])
         episodes[env_index] = episode
         self._make_on_episode_callback("on_episode_created", env_index, episodes)
+
+    @functools.cached_property
+    def _episode_hooks_in_use(self) -> frozenset:
+        """Per-episode hooks some callback implements (RLlibCallback's own are no-ops)."""
+        used = set()
+        for hook in EPISODE_HOOKS:
+            if getattr(self.config, f"callbacks_{hook}", None):
+                used.add(hook)
+            if any(getattr(type(c), hook, None) is not getattr(RLlibCallback, hook) for c in self._callbacks):
+                used.add(hook)
+        return frozenset(used)
+
+    def _make_on_episode_callback(self, which, idx, episodes):
+        """RLlib calls every per-episode hook for every slot and step; a hook no callback
+        implements is skipped (the call would do nothing)."""
+        if which in self._episode_hooks_in_use:
+            super()._make_on_episode_callback(which, idx, episodes)
 
     # ------------------------------------------------------------------ metrics in env units
     def _increase_sampled_metrics(self, num_steps, num_episodes_completed):

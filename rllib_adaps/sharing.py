@@ -32,7 +32,7 @@ from rllib_adaps.callback import SharingCallback, logger
 from rllib_adaps.connectors import AgentIndexConnector, padded_index_space
 from rllib_adaps.engine import SUPPORTED_RLLIB_KEYS, ParameterSharingModule, check_model_config
 from rllib_adaps.envs import ENV_CLASSES, register_envs
-from rllib_adaps.fast_path import FastPathEnvRunner, parallel_env_of
+from rllib_adaps.fast_path import FastPathEnvRunner, parallel_env_of, slot_env_to_module, slot_module_to_env
 from rllib_adaps.mapping import AgentModuleMapping
 from rllib_adaps.methods import get_method
 from rllib_adaps.module_ids import FAST_PATH_MODULE_ID, SHARED_MODULE_ID
@@ -186,8 +186,11 @@ def configure_sharing(
         if config.is_multi_agent:  # back to RLlib's single-agent set-up
             config.multi_agent(policies={DEFAULT_POLICY_ID}, policy_mapping_fn=AlgorithmConfig.DEFAULT_POLICY_MAPPING_FN,
                                policies_to_train=None)
-        # The env writes the padded, indexed observations itself: no env-to-module connector of ours.
-        config.env_runners(env_runner_cls=FastPathEnvRunner, env_to_module_connector=None)
+        # The env writes the padded, indexed observations itself; the lean connector pipelines
+        # (fast_path.slot_env_to_module / slot_module_to_env) skip what is a no-op here.
+        config.env_runners(env_runner_cls=FastPathEnvRunner, env_to_module_connector=slot_env_to_module,
+                           add_default_connectors_to_env_to_module_pipeline=False, module_to_env_connector=slot_module_to_env,
+                           add_default_connectors_to_module_to_env_pipeline=False)
         logger.info("configure_sharing: fast path (%d agents as slots of RLlib's single-agent EnvRunner, module id '%s')",
                     len(info.agent_ids), module_id)
     else:
@@ -198,7 +201,10 @@ def configure_sharing(
             policies_to_train=None,
         )
         if isinstance(config.env_runner_cls, type) and issubclass(config.env_runner_cls, FastPathEnvRunner):
-            config.env_runners(env_runner_cls=None)  # a config set up for the fast path before
+            # A config set up for the fast path before: back to RLlib's defaults.
+            config.env_runners(env_runner_cls=None, env_to_module_connector=None, module_to_env_connector=None,
+                               add_default_connectors_to_env_to_module_pipeline=True,
+                               add_default_connectors_to_module_to_env_pipeline=True)
         config.env_runners(env_to_module_connector=_with_user_connector(config, AgentIndexConnector(info.agent_ids, info.obs_dim)))
         logger.info("configure_sharing: multi-agent path (%s; module id '%s')", why_not_fast, module_id)
     config.rl_module(rl_module_spec=spec)  # one spec: RLlib then builds it inference-only on EnvRunners (rllib_shims 4)
@@ -218,12 +224,15 @@ def _why_not_fast_path(config: AlgorithmConfig, info: EnvAgents, fast_path: Opti
     user_connector = getattr(config, "_env_to_module_connector", None)
     if isinstance(user_connector, _ChainedConnectors):
         user_connector = user_connector.user_factory
+    user_module_to_env = getattr(config, "_module_to_env_connector", None)
     if info.fast_path_problem is not None:
         reason = info.fast_path_problem
     elif runner is not None and not (isinstance(runner, type) and issubclass(runner, FastPathEnvRunner)):
         reason = f"the config sets its own env_runner_cls ({getattr(runner, '__name__', runner)})"
-    elif user_connector is not None and not isinstance(user_connector, AgentIndexConnector):
+    elif user_connector is not None and not isinstance(user_connector, AgentIndexConnector) and user_connector is not slot_env_to_module:
         reason = "the config sets an env-to-module connector, which expects multi-agent observations"
+    elif user_module_to_env is not None and user_module_to_env is not slot_module_to_env:
+        reason = "the config sets a module-to-env connector, which expects multi-agent actions"
     else:
         return None
     if fast_path is True:

@@ -22,6 +22,7 @@ import yaml
 from pettingzoo import ParallelEnv
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
@@ -32,7 +33,8 @@ from engine_views import QUICK_FIT, assert_same_module, learner_views, runner_vi
 from rllib_adaps.callback import RESULT_KEY
 from rllib_adaps.connectors import AgentIndexObservations
 from rllib_adaps.envs import OrderedParallelEnv, make_parallel_env
-from rllib_adaps.fast_path import FastPathEnvRunner, FastPathError, SlotVectorEnv
+from rllib_adaps.fast_path import (FastPathEnvRunner, FastPathError, SlotVectorEnv, env_episode_returns, slot_env_to_module,
+                                   slot_module_to_env)
 from rllib_adaps.module_ids import FAST_PATH_MODULE_ID, SHARED_MODULE_ID, sharing_module_id
 
 ENVS = [
@@ -152,6 +154,16 @@ def test_the_path_is_chosen_logged_and_can_be_turned_off(path_log, tmp_path):
         with pytest.raises(ValueError, match="fast_path=True, but the fast path cannot run this config"):
             rllib_adaps.configure_sharing(leaving_config(**env_config), "fups", fast_path=True)
 
+    # The fast path's lean connector pipelines replace RLlib's defaults; a user's module-to-env
+    # connector (written for multi-agent actions) keeps the multi-agent path.
+    assert fast._env_to_module_connector is slot_env_to_module and fast._module_to_env_connector is slot_module_to_env
+    assert not fast.add_default_connectors_to_env_to_module_pipeline and not fast.add_default_connectors_to_module_to_env_pipeline
+    path_log.clear()
+    own = rllib_adaps.configure_sharing(PPOConfig().environment("bps").env_runners(module_to_env_connector=lambda env, spaces: []), "fups")
+    assert own.is_multi_agent and "sets a module-to-env connector" in path_log.text
+    back = rllib_adaps.configure_sharing(fast, "fups", fast_path=False)  # a fast-path config set up again
+    assert back.is_multi_agent and back.env_runner_cls is None and back.add_default_connectors_to_module_to_env_pipeline
+
     # The same key in an experiment file's sharing section (the rllib command).
     from rllib_adaps.experiment import build_experiment
 
@@ -169,6 +181,41 @@ def test_an_agent_leaving_later_stops_the_fast_path_with_a_clear_error():
     slots.step(np.zeros(3, np.int64))
     with pytest.raises(FastPathError, match=r"\['agent_1'\] ended their episode while others went on.*fast_path=False"):
         slots.step(np.zeros(3, np.int64))
+
+
+class EpisodeEnds(RLlibCallback):
+    """Records what ``on_episode_end`` sees (the one per-episode hook it implements)."""
+
+    seen = []
+
+    def on_episode_end(self, *, episode, **kwargs):
+        EpisodeEnds.seen.append(dict(episode.custom_data, ret=episode.get_return()))
+
+
+def test_episode_hooks_see_each_agent_slot_and_metrics_are_per_env_episode():
+    config = (
+        PPOConfig()
+        .environment("bps", env_config={"agents_per_type": [1, 2], "max_steps": 3})
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=2)
+        .callbacks(EpisodeEnds)
+    )
+    runner = FastPathEnvRunner(config=rllib_adaps.configure_sharing(config, "fups"))
+    EpisodeEnds.seen.clear()
+    try:
+        assert runner.num_envs == 2 * 3
+        episodes = runner.sample(num_episodes=2)  # two env episodes: one per copy, 3 slots each
+        metrics = runner.get_metrics()
+    finally:
+        runner.stop()
+    assert runner._episode_hooks_in_use == {"on_episode_end"}  # hooks no callback implements are skipped
+    assert len(episodes) == len(EpisodeEnds.seen) == 6
+    assert sorted((d["env_index"], d["agent_index"], d["agent_id"]) for d in EpisodeEnds.seen) == [
+        (c, i, f"agent_{i}") for c in range(2) for i in range(3)]
+    per_env_episode = env_episode_returns(episodes)
+    assert len(per_env_episode) == 2 and all(sorted(r) == ["agent_0", "agent_1", "agent_2"] for r in per_env_episode)
+    value = {k: (v.peek() if hasattr(v, "peek") else v) for k, v in metrics.items()}
+    assert value["num_episodes"] == 2 and value["num_env_steps_sampled"] == 2 * 3
+    assert value["episode_return_mean"] == pytest.approx(np.mean([sum(r.values()) for r in per_env_episode]))
 
 
 def as_slot_episode(sa_episode) -> SingleAgentEpisode:
