@@ -11,6 +11,8 @@ the differences measured. A second table times the module alone (no RLlib sampli
 
 - ``plain``: RLlib's own DefaultPPOTorchRLModule, one module shared by all agents, no plugin
   piece (no agent-index connector, no callback): the cost of the plugin itself.
+  Every configuration runs on RLlib's multi-agent path (``fast_path=False``), as ``plain``
+  does; the fast path's speed is ``bench/fast_path_speed.py``.
 - ``fups``: the engine with one slice, no masks.
 - ``nops``: one slice per agent (N slices, grouped matmuls).
 - ``seps``: K slices, tables installed as after a fit (K = number of types).
@@ -47,7 +49,7 @@ def build(method: str, agents: int, types: int, batch: int):
         config.rl_module(rl_module_spec=RLModuleSpec())
         return config.build_algo()
     options = {"shared_training_env_steps": 10**12, "num_clusters": types} if method in ("seps", "adaps") else {}
-    algo = rllib_adaps.configure_sharing(config, method, **options).build_algo()
+    algo = rllib_adaps.configure_sharing(config, method, fast_path=False, **options).build_algo()
     if options:  # install the true types' clustering directly: what a fit would install
         callback = next(c for c in algo.callbacks if isinstance(c, rllib_adaps.SharingCallback))
         labels = np.repeat(np.arange(types), agents // types)

@@ -22,16 +22,15 @@ from ray.rllib.callbacks.callbacks import RLlibCallback
 
 import rllib_adaps
 from rllib_adaps.callback import RESULT_KEY
+from rllib_adaps.module_ids import engine_module
 
 
 class StaleModuleProbe(RLlibCallback):
     """Counts agent steps sampled by a module that is not clustered (per iteration)."""
 
     def on_sample_end(self, *, env_runner, metrics_logger, samples, **kwargs):
-        stale = sum(
-            len(sa) for ep in samples for sa in ep.agent_episodes.values()
-            if not env_runner.module[sa.module_id].is_clustered()
-        )
+        module = engine_module(env_runner)  # the one engine module, on either path
+        stale = 0 if module.is_clustered() else sum(ep.agent_steps() for ep in samples)
         metrics_logger.log_value("stale_agent_steps", stale, reduce="sum", clear_on_reduce=True)
 
 
