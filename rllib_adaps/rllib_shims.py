@@ -18,6 +18,13 @@
 5. No callback fires between an Algorithm's set-up (including a restore into it) and its
    first training step: ``on_algorithm_init`` comes before ``from_checkpoint`` restores.
    ``before_first_training_step`` runs work there, so that it can see what a restore adopted.
+6. ``SingleAgentEnvRunner`` counts every sub-env step as an env step, builds its vector env
+   with ``gym.make_vec`` (sub-envs = ``num_envs_per_env_runner``) and calls every per-episode
+   hook for every sub-env and step, whether a callback implements it or not. The fast path's
+   agent slots need env steps, env episodes and env copies instead: those overrides live in
+   one subclass, ``rllib_adaps.fast_path.FastPathEnvRunner`` (``sample``, ``make_env``,
+   ``_increase_sampled_metrics``, ``get_metrics``, ``_new_episode``,
+   ``_make_on_episode_callback``), not here, because they are the fast path itself.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ What it must keep from the multi-agent path, each checked here:
 - the learner: the same episodes give the same PPO loss through either path's Learner;
 - training: the same budgets (env steps) reach returns that cannot be told apart; env steps
   are counted as env steps, ``episode_return_mean`` is the sum over agents;
-- identity pre-training, clusters on the remote EnvRunner equal to the Learner's, and a
-  checkpoint restore;
+- identity pre-training, remote EnvRunners and restores: the suite's other end-to-end tests
+  run on bps, which takes the fast path by default (see the end of this file);
 - the choice of path: a log line, the option that turns it off, and envs whose agents come and
   go or act in turns keep the multi-agent path.
 """
@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 import yaml
 from pettingzoo import ParallelEnv
-from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.connectors.connector_v2 import ConnectorV2
@@ -29,8 +28,6 @@ from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 import gymnasium as gym
 
 import rllib_adaps
-from engine_views import QUICK_FIT, assert_same_module, learner_views, runner_views
-from rllib_adaps.callback import RESULT_KEY
 from rllib_adaps.connectors import AgentIndexObservations
 from rllib_adaps.envs import OrderedParallelEnv, make_parallel_env
 from rllib_adaps.fast_path import (FastPathEnvRunner, FastPathError, SlotVectorEnv, env_episode_returns, slot_env_to_module,
@@ -330,39 +327,6 @@ def test_both_paths_reach_returns_that_cannot_be_told_apart(both_paths):
     assert abs(np.mean(final[True]) - np.mean(final[False])) < spread
 
 
-@pytest.mark.parametrize("method", ["adaps", "seps"])
-def test_pretraining_clusters_and_restore_through_the_fast_path(ray_local, method, tmp_path):
-    """``algo.train()`` with a remote EnvRunner on the fast path: identity pre-training happens
-    (from the slots' observations), the remote EnvRunner holds the Learner's clustered module, and
-    a checkpoint restores clusters and weights onto a fresh remote EnvRunner (AdaPS; restoring
-    is method-agnostic, module state)."""
-    options = dict(identity_env_steps=400, num_clusters=3, **QUICK_FIT)
-    config = rllib_adaps.configure_sharing(small_ppo(num_env_runners=1), method, **options)
-    assert config.env_runner_cls is FastPathEnvRunner
-    algo = config.build_algo()
-    try:
-        results = [algo.train()]  # fitted at its start (the default timeline), then trained on
-        summary = results[-1][RESULT_KEY]
-        assert summary["done"] and summary["env_steps_at_fit"] == 0
-        assert summary["num_transitions"] >= 6 * 400 and np.isfinite(summary["adjusted_rand_index"])
-        learner = learner_views(algo)[0]
-        assert learner["module_ids"] == [FAST_PATH_MODULE_ID] and learner["agent_cluster"].tolist() == summary["labels"]
-        runners = runner_views(algo)
-        assert len(runners) == 1 and not runners[0]["has_critic"]
-        assert_same_module(learner, runners[0])
-        sharing = results[-1]["sharing"]
-        assert sharing["num_groups"] == 3 and all(np.isfinite(v) for v in sharing["group_return_mean"].values())
-        checkpoint = algo.save_to_path(str(tmp_path / "ckpt")) if method == "adaps" else None
-    finally:
-        algo.stop()
-    if checkpoint is None:
-        return
-    restored = Algorithm.from_checkpoint(checkpoint)
-    try:
-        after = learner_views(restored)[0]
-        assert_same_module(learner, after)
-        assert_same_module(after, runner_views(restored)[0])  # pushed to the remote EnvRunner before any sampling
-        summary = restored.train()[RESULT_KEY]
-        assert summary["restored"] and summary["labels"] == results[-1][RESULT_KEY]["labels"]
-    finally:
-        restored.stop()
+# Identity pre-training, remote EnvRunners and restores on the fast path: bps takes it by default,
+# so tests/test_sharing_e2e.py (all six methods, AdaPS and SePS with a remote EnvRunner) and
+# tests/test_checkpoint.py run there; each also keeps a case on the multi-agent path.

@@ -15,6 +15,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import rllib_adaps
 from rllib_adaps.callback import IDENTITY_SCALARS, RESULT_KEY, SHARING_KEY
+from rllib_adaps.module_ids import FAST_PATH_MODULE_ID
 from rllib_adaps.rllib_shims import foreach_learner
 
 from engine_views import QUICK_FIT, assert_same_module, learner_views, module_id, runner_views
@@ -58,6 +59,7 @@ def trained(ray_local):
             try:
                 learner_optimizers.clear()
                 mid = module_id(algo)
+                assert mid == FAST_PATH_MODULE_ID  # bps takes the fast path (agents as slots)
                 learner_optimizers.update(foreach_learner(algo, lambda l: [id(o) for _, o in l.get_optimizers_for_module(mid)])[0])
                 results, step_counts = [], []
                 for _ in range(ITERATIONS):
@@ -103,6 +105,7 @@ def test_pretraining_happens_once_and_its_scalars_are_in_every_result(trained, m
         assert set(IDENTITY_SCALARS) <= set(s)
     s = summaries[-1]
     assert s["num_clusters"] == 3 and sum(s["cluster_sizes"]) == N
+    assert s["num_transitions"] >= N * 400  # 400 env steps collected (not 400 slot steps)
     assert np.isfinite(s["vae_loss"]) and np.isfinite(s["adjusted_rand_index"])
 
 
