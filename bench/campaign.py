@@ -54,11 +54,13 @@ SCENARIOS: Dict[str, dict] = {
     "crware": {"env": "crware", "env_config": {"task": "tiny-4ag", "max_steps": 500}, "env_steps": 500_000},
 }
 
-#: The same settings for every method; A2C is the papers' one-step-per-iteration update.
+#: The same settings for every method. A2C is the papers' protocol (``../shared/reference``:
+#: n-step returns over 5-step rollouts of 8 parallel envs, one optimizer step per rollout batch
+#: of 40 env steps); one ``train()`` (one Tune result) runs 50 such steps (2,000 env steps).
 ALGORITHMS = {
-    "ppo": {"lr": 3e-4, "gamma": 0.99, "entropy_coeff": 0.01, "vf_loss_coeff": 0.5, "train_batch_size_per_learner": 2000,
-            "minibatch_size": 500, "num_epochs": 4},
-    "a2c": {"train_batch_size_per_learner": 2000},  # plus rllib_adaps.a2c_settings (one optimizer step per iteration)
+    "ppo": {"training": {"lr": 3e-4, "gamma": 0.99, "entropy_coeff": 0.01, "vf_loss_coeff": 0.5,
+                         "train_batch_size_per_learner": 2000, "minibatch_size": 500, "num_epochs": 4}},
+    "a2c": {"rollout_steps": 5, "env_steps_per_result": 2000},  # plus rllib_adaps.a2c_settings (lr 3e-4, entropy 0.01, ...)
 }
 PRETRAINING = {"identity_env_steps": 3_000}  # the default timeline: fit on the initial policy's transitions
 
@@ -75,10 +77,17 @@ def experiment_config(scenario: str, method: str, algorithm: str, num_env_runner
         .environment(spec["env"], env_config=dict(spec["env_config"]))
         .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=envs_per_runner)
         .rl_module(model_config={"fcnet_hiddens": [64, 64], "fcnet_activation": "relu"})
-        .training(**ALGORITHMS[algorithm])
     )
+    settings = ALGORITHMS[algorithm]
     if algorithm == "a2c":
-        config = rllib_adaps.a2c_settings(config)
+        envs = envs_per_runner * max(1, num_env_runners)
+        config = rllib_adaps.a2c_settings(
+            config.env_runners(rollout_fragment_length=settings["rollout_steps"])
+            .training(train_batch_size_per_learner=settings["rollout_steps"] * envs)
+            .reporting(min_sample_timesteps_per_iteration=settings["env_steps_per_result"], min_time_s_per_iteration=0)
+        )
+    else:
+        config = config.training(**settings["training"])
     options = dict(PRETRAINING) if method in ("adaps", "seps") else {}
     return rllib_adaps.configure_sharing(config, method, **options)
 
