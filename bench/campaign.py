@@ -132,14 +132,22 @@ def run(args: argparse.Namespace) -> None:
 
 # ------------------------------------------------------------------------------ aggregation
 def read_runs(storage: Path) -> List[dict]:
-    """Every trial under ``storage`` (Tune's result.json files): scenario, method, seed, curve, ARI."""
+    """Every finished trial under ``storage`` (Tune's result.json files): scenario, method, seed,
+    curve, ARI. A trial counts once Tune marked its last result ``done`` (its stop criterion, the
+    budget, was met); unfinished ones (an interrupted campaign) are listed and left out, so that
+    no statistic mixes budgets."""
     runs = []
     for result_file in sorted(storage.glob("*/*/result.json")):
         name = result_file.parent.parent.name
         scenario, method, algorithm = name.rsplit("-", 2)
         rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+        finished = bool(rows) and rows[-1].get("done") is True
         rows = [r for r in rows if "env_runners" in r and "episode_return_mean" in r["env_runners"]]
         if not rows:
+            continue
+        if not finished:
+            print(f"left out, not finished: {name}/{result_file.parent.name} "
+                  f"({int(rows[-1]['env_runners']['num_env_steps_sampled_lifetime'])} env steps)")
             continue
         steps = np.array([r["env_runners"]["num_env_steps_sampled_lifetime"] for r in rows], float)
         returns = np.array([r["env_runners"]["episode_return_mean"] for r in rows], float)

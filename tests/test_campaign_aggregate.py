@@ -17,12 +17,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import campaign  # noqa: E402
 
 
-def write_trial(storage: Path, experiment: str, seed: int, returns, ari=None):
+def write_trial(storage: Path, experiment: str, seed: int, returns, ari=None, finished=True):
     trial = storage / experiment / f"PPO_bps_{seed:05d}"
     trial.mkdir(parents=True)
     rows = []
     for i, value in enumerate(returns):
-        row = {"training_iteration": i + 1, "config": {"seed": seed},
+        row = {"training_iteration": i + 1, "config": {"seed": seed}, "done": finished and i == len(returns) - 1,
                "env_runners": {"num_env_steps_sampled_lifetime": 1000 * (i + 1), "episode_return_mean": float(value)}}
         if ari is not None:
             row["identity_pretraining"] = {"done": True, "adjusted_rand_index": ari}
@@ -37,13 +37,14 @@ def test_aggregate_writes_summary_improvement_curves_and_marl_eval(tmp_path):
         ramp = np.linspace(0, 1, 20)
         write_trial(storage, "bps_v1-adaps-ppo", seed, 10 * ramp + rng.normal(0, 0.1, 20), ari=1.0)
         write_trial(storage, "bps_v1-fups-ppo", seed, 5 * ramp + rng.normal(0, 0.1, 20))
+    write_trial(storage, "bps_v1-fups-ppo", 5, [-100.0] * 3, finished=False)  # an interrupted trial: left out
     rows = campaign.aggregate(storage, out, reps=500)
 
     with open(out / "summary.csv") as f:
         table = list(csv.DictReader(f))
     assert list(table[0]) == campaign.SUMMARY_FIELDS
     by_method = {r["method"]: r for r in table}
-    assert by_method["adaps"]["seeds"] == "5" and by_method["adaps"]["env_steps"] == "20000"
+    assert by_method["adaps"]["seeds"] == by_method["fups"]["seeds"] == "5" and by_method["fups"]["env_steps"] == "20000"
     for r in rows:  # point estimates inside their intervals; final return = mean of the last 10% (2 iterations)
         assert r["iqm_low"] <= r["iqm"] <= r["iqm_high"] and r["mean_low"] <= r["mean"] <= r["mean_high"]
     assert 9.3 < float(by_method["adaps"]["iqm"]) < 10.1 and 4.5 < float(by_method["fups"]["iqm"]) < 5.1
