@@ -33,6 +33,7 @@ import argparse
 import csv
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Dict, List
 
@@ -165,14 +166,22 @@ def final_return(run: dict) -> float:
     return float(np.nanmean(run["returns"][-n:]))
 
 
-def aggregate(storage: Path, out: Path, reps: int = 2000) -> List[dict]:
-    """Writes summary.csv, probability_of_improvement.csv, curves and marl_eval.json into ``out``."""
+def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) -> List[dict]:
+    """Writes summary.csv, probability_of_improvement.csv, curves and marl_eval.json into ``out``.
+
+    A (scenario, algorithm, method) with fewer than ``min_seeds`` finished runs is listed and left
+    out (the evidence asks for at least 5 seeds)."""
     from rliable import library as rly
     from rliable import metrics
 
     runs = read_runs(storage)
+    counts = Counter((r["scenario"], r["algorithm"], r["method"]) for r in runs)
+    for key, n in sorted(counts.items()):
+        if n < min_seeds:
+            print(f"left out, {n} finished seeds (< {min_seeds}): {'-'.join(key)}")
+    runs = [r for r in runs if counts[r["scenario"], r["algorithm"], r["method"]] >= min_seeds]
     if not runs:
-        raise SystemExit(f"No Tune results under {storage}: run the campaign first.")
+        raise SystemExit(f"No finished campaign with at least {min_seeds} seeds under {storage}: run the campaign first.")
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.RandomState(0)
     summary, improvement = [], []
@@ -271,6 +280,7 @@ def main() -> None:
         p.add_argument("--storage", default=str(DEFAULT_STORAGE), help="Tune storage path of the campaign")
         p.add_argument("--out", default=str(DEFAULT_OUT))
         p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+        p.add_argument("--min-seeds", type=int, default=5, help="methods with fewer finished runs are left out")
     args = parser.parse_args()
     if args.command == "run":
         args.scenarios = list(SCENARIOS) if args.scenarios == "all" else args.scenarios.split(",")
@@ -279,7 +289,7 @@ def main() -> None:
         if unknown:
             parser.error(f"unknown scenarios or methods: {sorted(unknown)}")
         run(args)
-    for row in aggregate(Path(args.storage), Path(args.out), reps=args.reps):
+    for row in aggregate(Path(args.storage), Path(args.out), reps=args.reps, min_seeds=args.min_seeds):
         print(", ".join(f"{k}={row[k]}" for k in SUMMARY_FIELDS))
 
 

@@ -38,12 +38,15 @@ def test_aggregate_writes_summary_improvement_curves_and_marl_eval(tmp_path):
         write_trial(storage, "bps_v1-adaps-ppo", seed, 10 * ramp + rng.normal(0, 0.1, 20), ari=1.0)
         write_trial(storage, "bps_v1-fups-ppo", seed, 5 * ramp + rng.normal(0, 0.1, 20))
     write_trial(storage, "bps_v1-fups-ppo", 5, [-100.0] * 3, finished=False)  # an interrupted trial: left out
+    for seed in range(2):  # a method with fewer than 5 finished seeds: left out
+        write_trial(storage, "bps_v1-nops-ppo", seed, np.linspace(0, 20, 20))
     rows = campaign.aggregate(storage, out, reps=500)
 
     with open(out / "summary.csv") as f:
         table = list(csv.DictReader(f))
     assert list(table[0]) == campaign.SUMMARY_FIELDS
     by_method = {r["method"]: r for r in table}
+    assert set(by_method) == {"adaps", "fups"}
     assert by_method["adaps"]["seeds"] == by_method["fups"]["seeds"] == "5" and by_method["fups"]["env_steps"] == "20000"
     for r in rows:  # point estimates inside their intervals; final return = mean of the last 10% (2 iterations)
         assert r["iqm_low"] <= r["iqm"] <= r["iqm_high"] and r["mean_low"] <= r["mean"] <= r["mean_high"]
