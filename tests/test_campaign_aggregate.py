@@ -62,3 +62,11 @@ def test_aggregate_writes_summary_improvement_curves_and_marl_eval(tmp_path):
     run = marl["bps"]["v1"]["adaps_ppo"]["run_0"]
     assert run["step_0"]["step_count"] == 1000 and len(run["absolute_metrics"]["return"]) == 1
     assert len(marl["bps"]["v1"]["fups_ppo"]) == 5
+
+
+def test_seeds_that_would_share_env_streams_are_refused():
+    # 8 env copies on the local EnvRunner: a run resets its copies with seeds seed..seed+8.
+    assert list(campaign.env_seed_range(1000, 0, 8)) == list(range(1000, 1008))
+    campaign.check_seeds_independent([0, 1000, 2000, 3000, 4000], 0, 8)
+    with pytest.raises(SystemExit, match="Seeds 0 and 1 share env seeds"):
+        campaign.check_seeds_independent([0, 1, 2, 3, 4], 0, 8)
