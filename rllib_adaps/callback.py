@@ -93,11 +93,8 @@ def _true_agent_types(env_runner) -> Optional[Dict[str, int]]:
     return getattr(envs[0].unwrapped, "true_agent_types", None)
 
 
-_engine = engine_module
-
-
 def _module_facts(learner, module_id: str) -> dict:
-    m = _engine(learner, module_id)
+    m = engine_module(learner, module_id)
     return {"agent_ids": list(m.agent_ids), "num_actions": int(m.action_space.n), "hidden_sizes": list(m.hidden_sizes),
             "agent_slice": m.agent_slice.cpu().numpy(), "agent_mask": m.agent_mask.cpu().numpy(),
             "agent_cluster": m.agent_cluster.cpu().numpy(), "parameters": m.parameter_counts(),
@@ -254,10 +251,10 @@ class SharingCallback(RLlibCallback):
 
         def on_learner(learner):
             optimizers = [opt for _, opt in learner.get_optimizers_for_module(module_id)]
-            apply_plan(_engine(learner, module_id), plan, optimizers)
+            apply_plan(engine_module(learner, module_id), plan, optimizers)
 
         def on_runner(env_runner):
-            module = _engine(env_runner, module_id)
+            module = engine_module(env_runner, module_id)
             if module is not None:
                 apply_plan(module, plan)
 
