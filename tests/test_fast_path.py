@@ -126,6 +126,7 @@ def leaving_config(**env_config):
 @pytest.fixture
 def path_log(caplog):
     logger = logging.getLogger("rllib_adaps")  # does not propagate: listen on it directly
+    caplog.set_level(logging.INFO, logger="rllib_adaps")  # as the package sets it, whichever test imports it first
     logger.addHandler(caplog.handler)
     yield caplog
     logger.removeHandler(caplog.handler)
