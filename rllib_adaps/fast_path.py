@@ -50,7 +50,7 @@ import functools
 import logging
 import operator
 from collections import defaultdict
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -315,13 +315,12 @@ def slot_module_to_env(env=None, spaces=None) -> List[ConnectorV2]:
 
 
 # --------------------------------------------------------------------------- the EnvRunner
-def module_agents(config) -> Tuple[List[str], Optional[List[int]]]:
-    """Agent ids (the module's row order) and observation sizes from the module's model_config."""
-    model_config = dict(config.rl_module_spec.model_config or {})
-    agent_ids = model_config.get("agent_ids")
+def module_agent_ids(config) -> List[str]:
+    """Agent ids in the module's row order, from the module's model_config."""
+    agent_ids = dict(config.rl_module_spec.model_config or {}).get("agent_ids")
     if not agent_ids:
         raise ValueError("FastPathEnvRunner needs model_config['agent_ids'] (configure_sharing sets it).")
-    return list(agent_ids), model_config.get("obs_sizes")
+    return list(agent_ids)
 
 
 class FastPathEnvRunner(SingleAgentEnvRunner):
@@ -334,7 +333,7 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
     """
 
     def __init__(self, *, config, **kwargs):
-        self.agent_ids, _ = module_agents(config)
+        self.agent_ids = module_agent_ids(config)
         self.num_agents = len(self.agent_ids)
         self._env_episode_ids: Dict[int, str] = {}
         super().__init__(config=config, **kwargs)
