@@ -227,7 +227,7 @@ class SharingCallback(RLlibCallback):
             num_agents=len(self.agent_ids), num_actions=facts["num_actions"], num_clusters=opts.num_clusters,
             z_dim=opts.z_dim, kl_weight=opts.kl_weight, epochs=opts.vae_epochs, batch_size=opts.vae_batch_size,
             min_updates=opts.vae_min_updates, lr=opts.vae_lr, reconstruct=opts.reconstruct,
-            drop_identity_leaks=opts.drop_identity_leaks, seed=opts.seed, obs_sizes=facts["obs_sizes"],
+            identity_leaks=opts.identity_leaks, seed=opts.seed, obs_sizes=facts["obs_sizes"],
             action_sizes=facts["action_sizes"], min_transitions_per_agent=opts.min_transitions_per_agent,
         )
         start = time.perf_counter()
@@ -344,7 +344,7 @@ class SharingCallback(RLlibCallback):
             "vae_loss": float(result.vae_loss),
             "chosen_k_score": float(chosen),
             "adjusted_rand_index": float("nan"),
-            "dropped_identity_features": result.dropped_features,
+            "identity_leak_features": result.identity_leaks,
             "davies_bouldin": {str(k): v for k, v in result.davies_bouldin.items()},
             "collect_seconds": collect_seconds,
             "fit_seconds": result.fit_seconds,

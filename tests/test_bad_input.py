@@ -56,6 +56,8 @@ def own(env_config=None):
         (bps, "adaps", {"kl_weight": -1.0}, "kl_weight must be >= 0"),
         (bps, "adaps", {"reconstruct": ["state"]}, "reconstruct must be a non-empty subset"),
         (bps, "adaps", {"recluster_every_env_steps": 0}, "recluster_every_env_steps must be >= 1"),
+        (bps, "seps", {"identity_leaks": "ignore"}, "identity_leaks must be one of \\('reconstruct', 'drop', 'read'\\)"),
+        (bps, "adaps", {"drop_identity_leaks": True}, "'drop_identity_leaks' is now 'identity_leaks'.*'drop' \\(the old True\\)"),
         (bps, "adaps", {"n_clusters": 3},
          "Unknown option\\(s\\) for sharing method 'adaps': 'n_clusters' \\(did you mean 'num_clusters'\\?\\); valid options: .*'mask_seed'"),
         (bps, "fups", {"num_clusters": 3}, "sharing method 'fups': 'num_clusters'; it takes no options"),

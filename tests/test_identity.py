@@ -2,6 +2,8 @@
 or only in dynamics, must be recovered exactly with K chosen automatically, including a type
 held by one agent; padding must not tell agents apart; agents with too few transitions are named."""
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -270,9 +272,11 @@ def test_identity_leak_features_are_the_per_agent_constants():
     assert identity_leak_features(agent_index, obs, next_obs).tolist() == [True, False, False]
 
 
-def test_real_lbf_levels_recovered_once_the_own_level_is_left_out():
-    """LBF agents see their own level, so a decoder that reads it needs no identity vector:
-    dropping that per-agent constant lets the VAE recover the levels (true K given)."""
+def test_real_lbf_levels_recovered_when_the_identity_must_carry_the_per_agent_constants():
+    """LBF agents see their own level (and, with persistent levels, the others' in a fixed
+    order): a decoder that reads these per-agent constants needs no identity vector. By default
+    it does not read them but reconstructs them, so the identities carry the levels and K is
+    found automatically."""
     from rllib_adaps.envs import make_parallel_env
 
     env = make_parallel_env("lbf", {"levels": [1, 1, 2, 2, 3, 3], "grid_size": 8, "foods": 3, "max_steps": 50})
@@ -288,6 +292,30 @@ def test_real_lbf_levels_recovered_once_the_own_level_is_left_out():
         obs = env.reset()[0] if any(trunc.values()) or all(term.values()) else nxt
     data = [np.concatenate([r[i] for r in rows]) for i in range(5)]
     truth = [env.true_agent_types[a] for a in agents]
-    kept = fit_identities(*data, num_agents=6, num_actions=6, num_clusters=3)
-    assert kept.dropped_features >= 1
-    assert adjusted_rand_score(truth, kept.labels) == 1.0
+    result = fit_identities(*data, num_agents=6, num_actions=6)
+    assert result.identity_leaks == 3  # own level, and the two other-level slots that differ between agents
+    assert result.num_clusters == 3
+    assert adjusted_rand_score(truth, result.labels) == 1.0
+
+
+def test_an_agent_id_in_the_observation_is_flagged_and_can_be_dropped(caplog):
+    """An id differs for every agent: reconstructed, it would make every agent its own type, so
+    a warning names identity_leaks='drop', which leaves it out of the VAE's data entirely."""
+    rng = np.random.default_rng(0)
+    agent_index = np.repeat(np.arange(4), 100)
+    obs = np.concatenate([np.eye(4)[agent_index], rng.normal(size=(400, 2))], axis=1).astype(np.float32)
+    data = (agent_index, obs, rng.integers(0, 2, 400), obs + rng.normal(size=obs.shape).astype(np.float32) * [0, 0, 0, 0, 1, 1],
+            rng.normal(size=400))
+    quick = dict(num_agents=4, num_actions=2, num_clusters=2, min_updates=10, epochs=1)
+    package_logger = logging.getLogger("rllib_adaps")  # does not propagate once the callback module is imported
+    package_logger.addHandler(caplog.handler)
+    try:
+        result = fit_identities(*data, **quick)
+        assert result.identity_leaks == 4 and "identity_leaks='drop'" in caplog.text
+        caplog.clear()
+        fit_identities(*data, identity_leaks="drop", **quick)
+        assert "identity_leaks" not in caplog.text
+    finally:
+        package_logger.removeHandler(caplog.handler)
+    with pytest.raises(ValueError, match="identity_leaks must be one of"):
+        fit_identities(*data, identity_leaks="ignore", **quick)

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from rllib_adaps.identity import DEFAULT_MIN_TRANSITIONS_PER_AGENT, RECONSTRUCT_TARGETS, IdentityResult
+from rllib_adaps.identity import DEFAULT_MIN_TRANSITIONS_PER_AGENT, IDENTITY_LEAK_MODES, RECONSTRUCT_TARGETS, IdentityResult
 from rllib_adaps.masks import check_threshold
 
 
@@ -29,6 +29,10 @@ RENAMED_OPTIONS = {
         "'pretrain_env_steps' is now 'shared_training_env_steps' (env steps of shared training before identities are "
         "collected), and its default is 0: collect with the initial shared policy, as the AdaPS paper does. Set "
         "shared_training_env_steps to the old value to keep the old timeline."
+    ),
+    "drop_identity_leaks": (
+        "'drop_identity_leaks' is now 'identity_leaks': 'reconstruct' (the default: the decoder does not read them and "
+        "the identity must carry them), 'drop' (the old True) or 'read' (the old False)."
     ),
     "delay_env_steps": (
         "'delay_env_steps' was merged into 'shared_training_env_steps': set it to delay + pretrain env steps."
@@ -75,7 +79,7 @@ class PretrainingOptions(MethodOptions):
     vae_min_updates: int = 2_000  # at least this many VAE gradient steps (small collections)
     vae_lr: float = 1e-3  # SePS: 3e-4 with ~200k env steps; see identity.train_identity_vae
     reconstruct: Sequence[str] = RECONSTRUCT_TARGETS
-    drop_identity_leaks: bool = True  # see identity.fit_identities
+    identity_leaks: str = "reconstruct"  # per-agent constant obs features: reconstruct | drop | read (identity.fit_identities)
     recluster_every_env_steps: Optional[int] = None  # None: cluster once
     seed: int = 0  # VAE and k-means
 
@@ -94,6 +98,8 @@ class PretrainingOptions(MethodOptions):
             raise SharingOptionError(f"kl_weight must be >= 0 and vae_lr > 0, got {self.kl_weight}, {self.vae_lr}.")
         if self.recluster_every_env_steps is not None and self.recluster_every_env_steps < 1:
             raise SharingOptionError(f"recluster_every_env_steps must be >= 1 or None, got {self.recluster_every_env_steps}.")
+        if self.identity_leaks not in IDENTITY_LEAK_MODES:
+            raise SharingOptionError(f"identity_leaks must be one of {IDENTITY_LEAK_MODES}, got {self.identity_leaks!r}.")
         bad = set(self.reconstruct) - set(RECONSTRUCT_TARGETS)
         if not self.reconstruct or bad:
             raise SharingOptionError(f"reconstruct must be a non-empty subset of {RECONSTRUCT_TARGETS}, got {self.reconstruct}.")
