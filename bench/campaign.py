@@ -23,6 +23,8 @@ and method it writes, with rliable (95% stratified bootstrap intervals):
   mean_high, ari (mean ARI of the runs that cluster; empty for other methods);
 - ``probability_of_improvement.csv``: P(AdaPS > method) with its interval;
 - ``curves_{scenario}.png``: IQM of the return over env steps with interval bands;
+- ``model_size.csv`` / ``model_size.png``: parameters each method's module uses (and allocates),
+  per scenario, read from the runs' ``sharing`` results;
 - ``marl_eval.json``: every run in marl-eval's JSON layout (environment, task, algorithm, run,
   step: {step_count, return}), to compare with other MARL libraries.
 """
@@ -175,10 +177,12 @@ def read_runs(storage: Path) -> List[dict]:
         steps = np.array([r["env_runners"]["num_env_steps_sampled_lifetime"] for r in rows], float)
         returns = np.array([r["env_runners"]["episode_return_mean"] for r in rows], float)
         identity = rows[-1].get("identity_pretraining") or {}
+        sharing = rows[-1].get("sharing") or {}
         runs.append({
             "scenario": scenario, "method": method, "algorithm": algorithm,
             "seed": (rows[0].get("config") or {}).get("seed", result_file.parent.name),
             "steps": steps, "returns": returns, "ari": identity.get("adjusted_rand_index") if identity.get("done") else None,
+            "parameters_in_use": sharing.get("parameters_in_use"), "parameters_allocated": sharing.get("parameters_allocated"),
         })
     return runs
 
@@ -232,6 +236,7 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
                                         "low": round(float(np.ravel(poi_ci[pair])[0]), 3), "high": round(float(np.ravel(poi_ci[pair])[1]), 3)})
         plot_curves(by_method, out / f"curves_{scenario}_{algorithm}.png", label, reps, rng)
     write_csv(out / "summary.csv", summary, SUMMARY_FIELDS)
+    model_size(runs, out)
     if improvement:
         write_csv(out / "probability_of_improvement.csv", improvement, ["scenario", "method", "p_adaps_better", "low", "high"])
     (out / "marl_eval.json").write_text(json.dumps(marl_eval(runs)))
@@ -260,6 +265,43 @@ def plot_curves(by_method: Dict[str, List[dict]], path: Path, title: str, reps: 
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def model_size(runs: List[dict], out: Path) -> None:
+    """Parameters per method and scenario (median over seeds: SePS's count follows its K)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for scenario in sorted({r["scenario"] for r in runs}):
+        for method in sorted({r["method"] for r in runs if r["scenario"] == scenario}):
+            rs = [r for r in runs if (r["scenario"], r["method"]) == (scenario, method) and r["parameters_in_use"] is not None]
+            if rs:
+                rows.append({"scenario": scenario, "method": method,
+                             "parameters_in_use": int(np.median([r["parameters_in_use"] for r in rs])),
+                             "parameters_allocated": int(np.median([r["parameters_allocated"] for r in rs]))})
+    if not rows:
+        return
+    write_csv(out / "model_size.csv", rows, ["scenario", "method", "parameters_in_use", "parameters_allocated"])
+    scenarios = sorted({r["scenario"] for r in rows})
+    methods = sorted({r["method"] for r in rows})
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, method in enumerate(methods):
+        values = {r["scenario"]: r["parameters_in_use"] for r in rows if r["method"] == method}
+        xs = [j + i * width for j, s in enumerate(scenarios) if s in values]
+        bars = ax.bar(xs, [values[s] for s in scenarios if s in values], width, label=method)
+        ax.bar_label(bars, fmt="%d", fontsize=6, rotation=90, padding=2)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(scenarios))], scenarios)
+    top = max(r["parameters_in_use"] for r in rows)
+    ax.set(yscale="log", ylim=(min(r["parameters_in_use"] for r in rows) / 10, top * 10),  # bars start well below the smallest
+           ylabel="parameters in use (policy + value)", title="model size")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "model_size.png", dpi=120)
     plt.close(fig)
 
 

@@ -17,13 +17,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import campaign  # noqa: E402
 
 
-def write_trial(storage: Path, experiment: str, seed: int, returns, ari=None, finished=True):
+def write_trial(storage: Path, experiment: str, seed: int, returns, ari=None, finished=True, parameters=1000):
     trial = storage / experiment / f"PPO_bps_{seed:05d}"
     trial.mkdir(parents=True)
     rows = []
     for i, value in enumerate(returns):
         row = {"training_iteration": i + 1, "config": {"seed": seed}, "done": finished and i == len(returns) - 1,
                "env_runners": {"num_env_steps_sampled_lifetime": 1000 * (i + 1), "episode_return_mean": float(value)}}
+        row["sharing"] = {"parameters_in_use": parameters, "parameters_allocated": parameters}
         if ari is not None:
             row["identity_pretraining"] = {"done": True, "adjusted_rand_index": ari}
         rows.append(json.dumps(row))
@@ -36,7 +37,7 @@ def test_aggregate_writes_summary_improvement_curves_and_marl_eval(tmp_path):
     for seed in range(5):
         ramp = np.linspace(0, 1, 20)
         write_trial(storage, "bps_v1-adaps-ppo", seed, 10 * ramp + rng.normal(0, 0.1, 20), ari=1.0)
-        write_trial(storage, "bps_v1-fups-ppo", seed, 5 * ramp + rng.normal(0, 0.1, 20))
+        write_trial(storage, "bps_v1-fups-ppo", seed, 5 * ramp + rng.normal(0, 0.1, 20), parameters=2000 + seed)
     write_trial(storage, "bps_v1-fups-ppo", 5, [-100.0] * 3, finished=False)  # an interrupted trial: left out
     for seed in range(2):  # a method with fewer than 5 finished seeds: left out
         write_trial(storage, "bps_v1-nops-ppo", seed, np.linspace(0, 20, 20))
@@ -58,6 +59,10 @@ def test_aggregate_writes_summary_improvement_curves_and_marl_eval(tmp_path):
     assert improvement["method"] == "fups" and float(improvement["p_adaps_better"]) == 1.0
 
     assert (out / "curves_bps_v1_ppo.png").stat().st_size > 1000
+    with open(out / "model_size.csv") as f:
+        sizes = {r["method"]: int(r["parameters_in_use"]) for r in csv.DictReader(f)}
+    assert sizes == {"adaps": 1000, "fups": 2002}  # median over the 5 finished seeds
+    assert (out / "model_size.png").stat().st_size > 1000
     marl = json.loads((out / "marl_eval.json").read_text())
     run = marl["bps"]["v1"]["adaps_ppo"]["run_0"]
     assert run["step_0"]["step_count"] == 1000 and len(run["absolute_metrics"]["return"]) == 1
