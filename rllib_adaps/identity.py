@@ -8,6 +8,8 @@ vector is the encoder mean for its index. Usable without Ray: plain numpy in, nu
 Agents with different observation or action spaces (zero-padded to the largest size by the
 training pipeline) are handled in two ways, see ``fit_identities``: the decoder never sees a
 column that is padding for any agent, and agents with different spaces never share a cluster.
+Observation features constant within each agent (an LBF agent's own level) are reconstructed by
+the decoder but not read by it, so that only ``z`` can supply them (``identity_leaks``).
 """
 
 from __future__ import annotations
