@@ -272,32 +272,6 @@ def test_identity_leak_features_are_the_per_agent_constants():
     assert identity_leak_features(agent_index, obs, next_obs).tolist() == [True, False, False]
 
 
-def test_real_lbf_levels_recovered_when_the_identity_must_carry_the_per_agent_constants():
-    """LBF agents see their own level (and, with persistent levels, the others' in a fixed
-    order): a decoder that reads these per-agent constants needs no identity vector. By default
-    it does not read them but reconstructs them, so the identities carry the levels and K is
-    found automatically."""
-    from rllib_adaps.envs import make_parallel_env
-
-    env = make_parallel_env("lbf", {"levels": [1, 1, 2, 2, 3, 3], "grid_size": 8, "foods": 3, "max_steps": 50})
-    agents = env.possible_agents
-    rng = np.random.default_rng(0)
-    obs, _ = env.reset(seed=0)
-    rows = []
-    while len(rows) < 2_000:
-        actions = {a: int(rng.integers(env.action_space(a).n)) for a in agents}
-        nxt, rew, term, trunc, _ = env.step(actions)
-        rows.append([np.arange(len(agents)), np.stack([obs[a] for a in agents]), np.array([actions[a] for a in agents]),
-                     np.stack([nxt[a] for a in agents]), np.array([rew[a] for a in agents])])
-        obs = env.reset()[0] if any(trunc.values()) or all(term.values()) else nxt
-    data = [np.concatenate([r[i] for r in rows]) for i in range(5)]
-    truth = [env.true_agent_types[a] for a in agents]
-    result = fit_identities(*data, num_agents=6, num_actions=6)
-    assert result.identity_leaks == 3  # own level, and the two other-level slots that differ between agents
-    assert result.num_clusters == 3
-    assert adjusted_rand_score(truth, result.labels) == 1.0
-
-
 def test_an_agent_id_in_the_observation_is_flagged_and_can_be_dropped(caplog):
     """An id differs for every agent: reconstructed, it would make every agent its own type, so
     a warning names identity_leaks='drop', which leaves it out of the VAE's data entirely."""
