@@ -484,15 +484,15 @@ def identity_leak_features(agent_index: np.ndarray, obs: np.ndarray, next_obs: n
 IDENTITY_LEAK_MODES = ("reconstruct", "drop", "read")
 
 
-def _warn_if_leaks_tell_every_agent_apart(agent_index, obs, leaks, num_agents, mode) -> None:
+def _warn_if_leaks_tell_every_agent_apart(agent_index, obs, leaks, num_agents) -> None:
     """An agent id in the observation is a leak that differs for every agent: reconstructed, it
     makes every agent its own type. Genuine types (LBF levels) are shared by several agents."""
-    first = np.unique(agent_index, return_index=True)[1]  # one row per agent: leaks are constant within it
-    if num_agents > 2 and len(first) == num_agents and len(np.unique(obs[first][:, leaks], axis=0)) == num_agents and mode == "reconstruct":
+    first = np.unique(agent_index, return_index=True)[1]  # one row per agent (every agent has transitions here)
+    if num_agents > 2 and len(np.unique(obs[first][:, leaks], axis=0)) == num_agents:
         logger.warning(
             "identity pre-training: %d observation feature(s) are constant within each agent and tell every agent apart "
-            "(an agent id in the observation?). With identity_leaks=%r they make every agent its own type; if they are "
-            "ids, not types, set identity_leaks='drop'.", int(leaks.sum()), mode)
+            "(an agent id in the observation?). With identity_leaks='reconstruct' they make every agent its own type; "
+            "if they are ids, not types, set identity_leaks='drop'.", int(leaks.sum()))
 
 
 def fit_identities(
@@ -610,9 +610,8 @@ def fit_identities(
     if leaks.all():
         leaks[:] = False  # nothing left to read: keep them all as inputs
     identity_columns = None
-    if leaks.any():
-        _warn_if_leaks_tell_every_agent_apart(agent_index, obs, leaks, num_agents, identity_leaks)
     if leaks.any() and identity_leaks == "reconstruct":
+        _warn_if_leaks_tell_every_agent_apart(agent_index, obs, leaks, num_agents)
         identity_columns = leaks
     elif leaks.any() and identity_leaks == "drop":
         real = np.arange(width)[None, :] < sizes[:, None]
