@@ -197,7 +197,6 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
 
     A (scenario, algorithm, method) with fewer than ``min_seeds`` finished runs is listed and left
     out (the evidence asks for at least 5 seeds)."""
-    from rliable import library as rly
     from rliable import metrics
 
     runs = read_runs(storage)
@@ -209,15 +208,14 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
     if not runs:
         raise SystemExit(f"No finished campaign with at least {min_seeds} seeds under {storage}: run the campaign first.")
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.RandomState(0)
     summary, improvement = [], []
     for key in sorted({(r["scenario"], r["algorithm"]) for r in runs}):
         scenario, algorithm = key
         by_method = {m: [r for r in runs if (r["scenario"], r["algorithm"], r["method"]) == (scenario, algorithm, m)]
                      for m in sorted({r["method"] for r in runs if (r["scenario"], r["algorithm"]) == key})}
         scores = {m: np.array([[final_return(r)] for r in rs]) for m, rs in by_method.items()}  # [runs, 1 task]
-        iqm, iqm_ci = rly.get_interval_estimates(scores, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps, random_state=rng)
-        mean, mean_ci = rly.get_interval_estimates(scores, lambda s: np.array([metrics.aggregate_mean(s)]), reps=reps, random_state=rng)
+        iqm, iqm_ci = interval_estimates(scores, lambda s: np.array([metrics.aggregate_iqm(s)]), reps)
+        mean, mean_ci = interval_estimates(scores, lambda s: np.array([metrics.aggregate_mean(s)]), reps)
         label = scenario if algorithm == "ppo" else f"{scenario} ({algorithm})"
         for m, rs in by_method.items():
             aris = [r["ari"] for r in rs if r["ari"] is not None]
@@ -230,11 +228,11 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
         if "adaps" in scores:
             pairs = {f"adaps,{m}": (scores["adaps"], scores[m]) for m in scores if m != "adaps"}
             if pairs:
-                poi, poi_ci = rly.get_interval_estimates(pairs, metrics.probability_of_improvement, reps=reps, random_state=rng)
+                poi, poi_ci = interval_estimates(pairs, metrics.probability_of_improvement, reps)
                 for pair in pairs:
                     improvement.append({"scenario": label, "method": pair.split(",")[1], "p_adaps_better": round(float(np.ravel(poi[pair])[0]), 3),
                                         "low": round(float(np.ravel(poi_ci[pair])[0]), 3), "high": round(float(np.ravel(poi_ci[pair])[1]), 3)})
-        plot_curves(by_method, out / f"curves_{scenario}_{algorithm}.png", label, reps, rng)
+        plot_curves(by_method, out / f"curves_{scenario}_{algorithm}.png", label, reps)
     write_csv(out / "summary.csv", summary, SUMMARY_FIELDS)
     model_size(runs, out)
     if improvement:
@@ -243,20 +241,31 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
     return summary
 
 
-def plot_curves(by_method: Dict[str, List[dict]], path: Path, title: str, reps: int, rng) -> None:
+def interval_estimates(scores: dict, statistic, reps: int, seed: int = 0):
+    """rliable's ``get_interval_estimates``, reproducible: its stratified bootstrap draws the
+    resampling indices from numpy's global RNG (``StratifiedBootstrap.update_indices`` calls
+    ``np.random.choice``), so the ``random_state`` it accepts does not fix them; measured: two
+    ``aggregate`` runs on the same files gave intervals that differed in the third digit. Each
+    call starts from the same seed, so one statistic does not depend on the ones before it."""
+    from rliable import library as rly
+
+    np.random.seed(seed)
+    return rly.get_interval_estimates(scores, statistic, reps=reps, random_state=np.random.RandomState(seed))
+
+
+def plot_curves(by_method: Dict[str, List[dict]], path: Path, title: str, reps: int) -> None:
     """IQM over seeds of the return at common env steps, with 95% bootstrap bands (rliable)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from rliable import library as rly
     from rliable import metrics
 
     end = min(r["steps"][-1] for rs in by_method.values() for r in rs)
     grid = np.linspace(end / CURVE_POINTS, end, CURVE_POINTS)
     curves = {m: np.stack([np.interp(grid, r["steps"], r["returns"]) for r in rs])[:, None, :] for m, rs in by_method.items()}
     iqm = lambda s: np.array([metrics.aggregate_iqm(s[..., t]) for t in range(s.shape[-1])])  # noqa: E731
-    point, interval = rly.get_interval_estimates(curves, iqm, reps=max(200, reps // 10), random_state=rng)
+    point, interval = interval_estimates(curves, iqm, max(200, reps // 10))
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in curves:
         ax.plot(grid, point[m], label=m)

@@ -69,6 +69,22 @@ def test_aggregate_writes_summary_improvement_curves_and_marl_eval(tmp_path):
     assert len(marl["bps"]["v1"]["fups_ppo"]) == 5
 
 
+
+def test_intervals_are_reproducible():
+    """rliable resamples with numpy's global RNG: the same scores must give the same interval
+    whatever ran before (two aggregate runs on the same files once differed in the 3rd digit)."""
+    from rliable import metrics
+
+    scores = {"a": np.random.default_rng(0).normal(size=(5, 1)), "b": np.random.default_rng(1).normal(size=(5, 1))}
+    iqm = lambda s: np.array([metrics.aggregate_iqm(s)])  # noqa: E731
+    estimates = []
+    for outside_seed in (1, 2):
+        np.random.seed(outside_seed)
+        point, interval = campaign.interval_estimates(scores, iqm, reps=200)
+        estimates.append({m: (point[m].tolist(), interval[m].tolist()) for m in scores})
+    assert estimates[0] == estimates[1]
+
+
 def test_seeds_that_would_share_env_streams_are_refused():
     # 8 env copies on the local EnvRunner: a run resets its copies with seeds seed..seed+8.
     assert list(campaign.env_seed_range(1000, 0, 8)) == list(range(1000, 1008))
