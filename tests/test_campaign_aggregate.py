@@ -69,7 +69,6 @@ def test_aggregate_writes_summary_improvement_curves_and_marl_eval(tmp_path):
     assert len(marl["bps"]["v1"]["fups_ppo"]) == 5
 
 
-
 def test_intervals_are_reproducible():
     """rliable resamples with numpy's global RNG: the same scores must give the same interval
     whatever ran before (two aggregate runs on the same files once differed in the 3rd digit)."""
