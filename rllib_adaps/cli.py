@@ -311,7 +311,9 @@ def train_file(args: argparse.Namespace) -> int:
     # a TensorBoard path under Ray's session directory, where there are no event files; its
     # older table reporter takes chosen columns.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    ray.init(address=args.address, include_dashboard=False, log_to_driver=True, ignore_reinit_error=True)
+    # "local": a new instance even when `ray start` runs on this machine or RAY_ADDRESS is set,
+    # as the help says; joining a cluster is explicit (--address auto or HEAD_IP:6379).
+    ray.init(address=args.address or "local", include_dashboard=False, log_to_driver=True, ignore_reinit_error=True)
     run_config = tune.RunConfig(
         name=experiment.name,
         stop=stop,
@@ -384,7 +386,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
 
     from rllib_adaps.evaluation import evaluate_modes
 
-    ray.init(include_dashboard=False, log_to_driver=args.verbose, ignore_reinit_error=True)
+    ray.init(address="local", include_dashboard=False, log_to_driver=args.verbose, ignore_reinit_error=True)
     reports = evaluate_modes(str(path), episodes=args.episodes, env=args.env, modes=modes)
     for mode, report in reports.items():
         how = ("actions sampled from the policy, as in training metrics" if mode == "sampled"

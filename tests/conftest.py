@@ -26,6 +26,10 @@ RAY_RESULTS_BEFORE = _listing(REAL_RAY_RESULTS)
 TEST_HOME = Path(tempfile.mkdtemp(prefix="pytest-rllib-adaps-home-"))
 os.environ["HOME"] = str(TEST_HOME)
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Every test and subprocess starts its own Ray instance: without this, `ray.init()` joins a
+# cluster that `ray start` left running on the machine (a campaign's), and fails when given
+# num_cpus. Tests that want a cluster pass its address explicitly.
+os.environ["RAY_ADDRESS"] = "local"
 # One intra-op thread for torch in this process and the programs the tests start, as Ray gives
 # its 1-CPU workers: the drivers here sample, learn and fit VAEs on small batches, where a
 # second thread on a 2-core machine only competes with the Ray workers (identity tests: 10%).
