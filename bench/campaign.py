@@ -20,7 +20,8 @@ The identity collection of AdaPS and SePS counts toward that budget (it is sampl
 window of recent episodes) over the last ``FINAL_FRACTION`` of its iterations. Per scenario
 and method it writes, with rliable (95% stratified bootstrap intervals):
 - ``summary.csv``: scenario, method, seeds, env_steps, iqm, iqm_low, iqm_high, mean, mean_low,
-  mean_high, ari (mean ARI of the runs that cluster; empty for other methods);
+  mean_high (final return); auc_iqm, auc_low, auc_high (IQM of the return averaged over the
+  whole run: learning speed); ari (mean ARI of the runs that cluster; empty for other methods);
 - ``probability_of_improvement.csv``: P(AdaPS > method) with its interval;
 - ``curves_{scenario}.png``: IQM of the return over env steps with interval bands;
 - ``model_size.csv`` / ``model_size.png``: parameters each method's module uses (and allocates),
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import os
 from collections import Counter
@@ -46,7 +48,8 @@ DEFAULT_STORAGE = ROOT / "results" / "campaign"
 DEFAULT_OUT = ROOT / "docs" / "results" / "campaign"
 FINAL_FRACTION = 0.1  # the final return averages the last 10% of a run's iterations
 CURVE_POINTS = 50  # env-step grid of the curves
-SUMMARY_FIELDS = ["scenario", "method", "seeds", "env_steps", "iqm", "iqm_low", "iqm_high", "mean", "mean_low", "mean_high", "ari"]
+SUMMARY_FIELDS = ["scenario", "method", "seeds", "env_steps", "iqm", "iqm_low", "iqm_high", "mean", "mean_low", "mean_high",
+                  "auc_iqm", "auc_low", "auc_high", "ari"]
 
 #: Scenarios of the papers (budgets: at least 10x release 0.1's; the papers use far more).
 SCENARIOS: Dict[str, dict] = {
@@ -128,30 +131,35 @@ def run(args: argparse.Namespace) -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     check_seeds_independent(seeds, args.num_env_runners, args.envs_per_runner)
     storage = str(Path(args.storage).resolve())
-    for scenario in args.scenarios:
-        for method in args.methods:
-            name = f"{scenario}-{method}-{args.algorithm}"
-            path = Path(storage) / name
-            config = experiment_config(scenario, method, args.algorithm, args.num_env_runners, args.envs_per_runner)
-            config.debugging(seed=tune.grid_search(seeds))
-            if path.exists() and tune.Tuner.can_restore(str(path)):
-                if not args.resume:
-                    print(f"{name}: exists at {path}; pass --resume to continue it, or choose another --storage")
-                    continue
-                tuner = tune.Tuner.restore(str(path), trainable=config.algo_class, param_space=config, resume_errored=True)
-            else:
-                stop = {"num_env_steps_sampled_lifetime": args.env_steps or SCENARIOS[scenario]["env_steps"]}
-                tuner = tune.Tuner(
-                    config.algo_class,
-                    param_space=config,
-                    run_config=tune.RunConfig(
-                        name=name, storage_path=storage, stop=stop, verbose=1,
-                        checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=args.checkpoint_every, checkpoint_at_end=True,
-                                                                num_to_keep=2),
-                    ),
-                )
-            print(f"{name}: {len(seeds)} seeds", flush=True)
-            tuner.fit()
+    for scenario, method in itertools.product(args.scenarios, args.methods):
+        name = f"{scenario}-{method}-{args.algorithm}"
+        path = Path(storage) / name
+        config = experiment_config(scenario, method, args.algorithm, args.num_env_runners, args.envs_per_runner)
+        config.debugging(seed=tune.grid_search(seeds))
+        if path.exists() and tune.Tuner.can_restore(str(path)):
+            if not args.resume:
+                print(f"{name}: exists at {path}; pass --resume to continue it, or choose another --storage")
+                continue
+            tuner = tune.Tuner.restore(str(path), trainable=config.algo_class, param_space=config, resume_errored=True)
+        else:
+            stop = {"num_env_steps_sampled_lifetime": args.env_steps or SCENARIOS[scenario]["env_steps"]}
+            tuner = tune.Tuner(
+                config.algo_class,
+                param_space=config,
+                run_config=tune.RunConfig(
+                    name=name, storage_path=storage, stop=stop, verbose=1,
+                    checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=args.checkpoint_every, checkpoint_at_end=True,
+                                                            num_to_keep=2),
+                ),
+            )
+        print(f"{name}: {len(seeds)} seeds", flush=True)
+        results = tuner.fit()
+        if results.num_terminated + results.num_errors < len(results):
+            # Tune ends fit() quietly on Ctrl-C, leaving trials unfinished: stop here rather
+            # than start the next experiment; --resume continues.
+            print(f"{name}: interrupted ({results.num_terminated} of {len(results)} trials finished); "
+                  "run again with --resume to continue", flush=True)
+            break
     ray.shutdown()
 
 
@@ -192,6 +200,16 @@ def final_return(run: dict) -> float:
     return float(np.nanmean(run["returns"][-n:]))
 
 
+def area_under_curve(run: dict) -> float:
+    """The return averaged over the whole run (trapezoids over env steps): how fast a method
+    learns, where final returns tie because every method reaches the same ceiling (LBF)."""
+    ok = ~np.isnan(run["returns"])
+    steps, returns = run["steps"][ok], run["returns"][ok]
+    if len(steps) < 2:
+        return float(returns[0]) if len(returns) else float("nan")
+    return float(np.trapezoid(returns, steps) / (steps[-1] - steps[0]))
+
+
 def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) -> List[dict]:
     """Writes summary.csv, probability_of_improvement.csv, curves and marl_eval.json into ``out``.
 
@@ -216,6 +234,8 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
         scores = {m: np.array([[final_return(r)] for r in rs]) for m, rs in by_method.items()}  # [runs, 1 task]
         iqm, iqm_ci = interval_estimates(scores, lambda s: np.array([metrics.aggregate_iqm(s)]), reps)
         mean, mean_ci = interval_estimates(scores, lambda s: np.array([metrics.aggregate_mean(s)]), reps)
+        areas = {m: np.array([[area_under_curve(r)] for r in rs]) for m, rs in by_method.items()}
+        auc, auc_ci = interval_estimates(areas, lambda s: np.array([metrics.aggregate_iqm(s)]), reps)
         label = scenario if algorithm == "ppo" else f"{scenario} ({algorithm})"
         for m, rs in by_method.items():
             aris = [r["ari"] for r in rs if r["ari"] is not None]
@@ -223,7 +243,9 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
                 "scenario": label, "method": m, "seeds": len(rs), "env_steps": int(min(r["steps"][-1] for r in rs)),
                 "iqm": round(float(iqm[m][0]), 4), "iqm_low": round(float(iqm_ci[m][0][0]), 4), "iqm_high": round(float(iqm_ci[m][1][0]), 4),
                 "mean": round(float(mean[m][0]), 4), "mean_low": round(float(mean_ci[m][0][0]), 4),
-                "mean_high": round(float(mean_ci[m][1][0]), 4), "ari": round(float(np.mean(aris)), 3) if aris else "",
+                "mean_high": round(float(mean_ci[m][1][0]), 4),
+                "auc_iqm": round(float(auc[m][0]), 4), "auc_low": round(float(auc_ci[m][0][0]), 4), "auc_high": round(float(auc_ci[m][1][0]), 4),
+                "ari": round(float(np.mean(aris)), 3) if aris else "",
             })
         if "adaps" in scores:
             pairs = {f"adaps,{m}": (scores["adaps"], scores[m]) for m in scores if m != "adaps"}
