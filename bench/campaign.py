@@ -20,8 +20,10 @@ The identity collection of AdaPS and SePS counts toward that budget (it is sampl
 window of recent episodes) over the last ``FINAL_FRACTION`` of its iterations. Per scenario
 and method it writes, with rliable (95% stratified bootstrap intervals):
 - ``summary.csv``: scenario, method, seeds, env_steps, iqm, iqm_low, iqm_high, mean, mean_low,
-  mean_high (final return); auc_iqm, auc_low, auc_high (IQM of the return averaged over the
-  whole run: learning speed); ari (mean ARI of the runs that cluster; empty for other methods);
+  mean_high (final return), ari (mean ARI of the runs that cluster; empty for other methods);
+- ``learning_speed.csv``: scenario, method, seeds, env_steps, auc_iqm, auc_low, auc_high: IQM
+  of the return averaged over the whole run (the normalised area under the curve), where final
+  returns tie at a ceiling;
 - ``probability_of_improvement.csv``: P(AdaPS > method) with its interval;
 - ``curves_{scenario}.png``: IQM of the return over env steps with interval bands;
 - ``model_size.csv`` / ``model_size.png``: parameters each method's module uses (and allocates),
@@ -48,8 +50,8 @@ DEFAULT_STORAGE = ROOT / "results" / "campaign"
 DEFAULT_OUT = ROOT / "docs" / "results" / "campaign"
 FINAL_FRACTION = 0.1  # the final return averages the last 10% of a run's iterations
 CURVE_POINTS = 50  # env-step grid of the curves
-SUMMARY_FIELDS = ["scenario", "method", "seeds", "env_steps", "iqm", "iqm_low", "iqm_high", "mean", "mean_low", "mean_high",
-                  "auc_iqm", "auc_low", "auc_high", "ari"]
+SUMMARY_FIELDS = ["scenario", "method", "seeds", "env_steps", "iqm", "iqm_low", "iqm_high", "mean", "mean_low", "mean_high", "ari"]
+SPEED_FIELDS = ["scenario", "method", "seeds", "env_steps", "auc_iqm", "auc_low", "auc_high"]
 
 #: Scenarios of the papers (budgets: at least 10x release 0.1's; the papers use far more).
 SCENARIOS: Dict[str, dict] = {
@@ -226,7 +228,7 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
     if not runs:
         raise SystemExit(f"No finished campaign with at least {min_seeds} seeds under {storage}: run the campaign first.")
     out.mkdir(parents=True, exist_ok=True)
-    summary, improvement = [], []
+    summary, speed, improvement = [], [], []
     for key in sorted({(r["scenario"], r["algorithm"]) for r in runs}):
         scenario, algorithm = key
         by_method = {m: [r for r in runs if (r["scenario"], r["algorithm"], r["method"]) == (scenario, algorithm, m)]
@@ -243,10 +245,11 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
                 "scenario": label, "method": m, "seeds": len(rs), "env_steps": int(min(r["steps"][-1] for r in rs)),
                 "iqm": round(float(iqm[m][0]), 4), "iqm_low": round(float(iqm_ci[m][0][0]), 4), "iqm_high": round(float(iqm_ci[m][1][0]), 4),
                 "mean": round(float(mean[m][0]), 4), "mean_low": round(float(mean_ci[m][0][0]), 4),
-                "mean_high": round(float(mean_ci[m][1][0]), 4),
-                "auc_iqm": round(float(auc[m][0]), 4), "auc_low": round(float(auc_ci[m][0][0]), 4), "auc_high": round(float(auc_ci[m][1][0]), 4),
-                "ari": round(float(np.mean(aris)), 3) if aris else "",
+                "mean_high": round(float(mean_ci[m][1][0]), 4), "ari": round(float(np.mean(aris)), 3) if aris else "",
             })
+            speed.append({**{k: summary[-1][k] for k in ("scenario", "method", "seeds", "env_steps")},
+                          "auc_iqm": round(float(auc[m][0]), 4), "auc_low": round(float(auc_ci[m][0][0]), 4),
+                          "auc_high": round(float(auc_ci[m][1][0]), 4)})
         if "adaps" in scores:
             pairs = {f"adaps,{m}": (scores["adaps"], scores[m]) for m in scores if m != "adaps"}
             if pairs:
@@ -256,6 +259,7 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
                                         "low": round(float(np.ravel(poi_ci[pair])[0]), 3), "high": round(float(np.ravel(poi_ci[pair])[1]), 3)})
         plot_curves(by_method, out / f"curves_{scenario}_{algorithm}.png", label, reps)
     write_csv(out / "summary.csv", summary, SUMMARY_FIELDS)
+    write_csv(out / "learning_speed.csv", speed, SPEED_FIELDS)
     model_size(runs, out)
     if improvement:
         write_csv(out / "probability_of_improvement.csv", improvement, ["scenario", "method", "p_adaps_better", "low", "high"])
