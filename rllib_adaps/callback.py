@@ -190,6 +190,9 @@ class SharingCallback(RLlibCallback):
             sizes = np.bincount(clusters)
             self.summary = {**self.summary, "done": True, "restored": True, "num_clusters": float(len(sizes)),
                             "cluster_sizes": sizes.tolist(), "labels": clusters.tolist()}
+            types = self._truth = self._true_types(algorithm)
+            if types is not None:  # the fit's ARI, again: campaigns read it from the last result
+                self.summary["adjusted_rand_index"] = float(adjusted_rand_score([types[a] for a in self.agent_ids], clusters))
 
     def _sharing_metrics(self, result: dict) -> dict:
         returns = result.get(ENV_RUNNER_RESULTS, {}).get(EPISODE_AGENT_RETURN_MEAN, {}) or {}

@@ -177,6 +177,7 @@ def test_tune_restore_resumes_without_pretraining_again(ray_local, tmp_path, met
     after = second.metrics[RESULT_KEY]
     assert second.metrics["training_iteration"] == 4
     assert after["done"] and after.get("restored") and after["labels"] == before["labels"]
+    assert after["adjusted_rand_index"] == before["adjusted_rand_index"]  # recomputed from the installed clusters
     assert (tmp_path / "runners").read_text() == "same"
     modules = checkpoint_module_ids(pathlib.Path(second.checkpoint.path) / "learner_group" / "learner" / "rl_module")
     assert modules == [module_id(cfg)]
