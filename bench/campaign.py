@@ -177,6 +177,8 @@ def read_runs(storage: Path) -> List[dict]:
         scenario, method, algorithm = name.rsplit("-", 2)
         rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
         finished = bool(rows) and rows[-1].get("done") is True
+        # the clustering as fitted (a run restored from a checkpoint adopts it later on)
+        identity = next((r["identity_pretraining"] for r in rows if (r.get("identity_pretraining") or {}).get("done")), {})
         rows = [r for r in rows if "env_runners" in r and "episode_return_mean" in r["env_runners"]]
         if not rows:
             continue
@@ -186,12 +188,11 @@ def read_runs(storage: Path) -> List[dict]:
             continue
         steps = np.array([r["env_runners"]["num_env_steps_sampled_lifetime"] for r in rows], float)
         returns = np.array([r["env_runners"]["episode_return_mean"] for r in rows], float)
-        identity = rows[-1].get("identity_pretraining") or {}
         sharing = rows[-1].get("sharing") or {}
         runs.append({
             "scenario": scenario, "method": method, "algorithm": algorithm,
             "seed": (rows[0].get("config") or {}).get("seed", result_file.parent.name),
-            "steps": steps, "returns": returns, "ari": identity.get("adjusted_rand_index") if identity.get("done") else None,
+            "steps": steps, "returns": returns, "ari": identity.get("adjusted_rand_index"),
             "parameters_in_use": sharing.get("parameters_in_use"), "parameters_allocated": sharing.get("parameters_allocated"),
         })
     return runs
