@@ -9,7 +9,8 @@
 over the seeds; every trial is a normal Tune trial (result.json, progress.csv, TensorBoard
 files, checkpoints) under ``--storage``. Experiments run one after another; on a cluster the
 seeds of one experiment run at once. ``--resume`` restores unfinished experiments with Tune's
-own ``Tuner.restore`` and skips finished ones.
+own ``Tuner.restore`` and skips finished ones. Ctrl-C: Tune saves the trials, and the driver
+stops without starting the next experiment or aggregating.
 
 Settings are fixed before any run and equal for every method (``SCENARIOS``, ``ALGORITHMS``):
 the same PPO (or A2C) hyper-parameters, network (64x64), env-step budget and stop criterion.
@@ -121,7 +122,8 @@ def check_seeds_independent(seeds: List[int], num_env_runners: int, envs_per_run
                              f"{len(a)} apart, e.g. --seeds 0,1000,2000,3000,4000.")
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> bool:
+    """Runs (or resumes) every experiment; False when interrupted (Ctrl-C)."""
     import ray
     from ray import tune
 
@@ -156,13 +158,18 @@ def run(args: argparse.Namespace) -> None:
             )
         print(f"{name}: {len(seeds)} seeds", flush=True)
         results = tuner.fit()
-        if results.num_terminated + results.num_errors < len(results):
-            # Tune ends fit() quietly on Ctrl-C, leaving trials unfinished: stop here rather
-            # than start the next experiment; --resume continues.
-            print(f"{name}: interrupted ({results.num_terminated} of {len(results)} trials finished); "
+        # Tune ends fit() quietly on Ctrl-C and marks every trial TERMINATED; only a trial that
+        # met the stop criterion has done=True in its last result. Stop here rather than start
+        # the next experiment; --resume continues.
+        finished = sum(1 for r in results if r.error is None and (r.metrics or {}).get("done"))
+        errored = sum(1 for r in results if r.error is not None)
+        if finished + errored < len(results):
+            print(f"{name}: interrupted ({finished} of {len(results)} trials finished); "
                   "run again with --resume to continue", flush=True)
-            break
+            ray.shutdown()
+            return False
     ray.shutdown()
+    return True
 
 
 # ------------------------------------------------------------------------------ aggregation
@@ -389,7 +396,8 @@ def main() -> None:
         unknown = (set(args.scenarios) - set(SCENARIOS)) | (set(args.methods) - set(rllib_adaps.METHODS))
         if unknown:
             parser.error(f"unknown scenarios or methods: {sorted(unknown)}")
-        run(args)
+        if not run(args):
+            return  # no statistics of a campaign cut short
     for row in aggregate(Path(args.storage), Path(args.out), reps=args.reps, min_seeds=args.min_seeds):
         print(", ".join(f"{k}={row[k]}" for k in SUMMARY_FIELDS))
 
