@@ -190,9 +190,8 @@ class SharingCallback(RLlibCallback):
             sizes = np.bincount(clusters)
             self.summary = {**self.summary, "done": True, "restored": True, "num_clusters": float(len(sizes)),
                             "cluster_sizes": sizes.tolist(), "labels": clusters.tolist()}
-            types = self._truth = self._true_types(algorithm)
-            if types is not None:  # the fit's ARI, again: campaigns read it from the last result
-                self.summary["adjusted_rand_index"] = float(adjusted_rand_score([types[a] for a in self.agent_ids], clusters))
+            # the fit's ARI again: campaigns and the progress table read it from the latest result
+            self.summary["adjusted_rand_index"] = self._adjusted_rand_index(algorithm, clusters)
 
     def _sharing_metrics(self, result: dict) -> dict:
         returns = result.get(ENV_RUNNER_RESULTS, {}).get(EPISODE_AGENT_RETURN_MEAN, {}) or {}
@@ -346,7 +345,7 @@ class SharingCallback(RLlibCallback):
             "labels": result.labels.tolist(),
             "vae_loss": float(result.vae_loss),
             "chosen_k_score": float(chosen),
-            "adjusted_rand_index": float("nan"),
+            "adjusted_rand_index": self._adjusted_rand_index(algorithm, result.labels),
             "identity_leak_features": result.identity_leaks,
             "davies_bouldin": {str(k): v for k, v in result.davies_bouldin.items()},
             "collect_seconds": collect_seconds,
@@ -355,11 +354,14 @@ class SharingCallback(RLlibCallback):
         }
         if selection:
             summary["k_selection"] = selection
-        types = self._truth = self._true_types(algorithm)
-        if types is not None:
-            truth = [types[a] for a in self.agent_ids]
-            summary["adjusted_rand_index"] = float(adjusted_rand_score(truth, result.labels))
         return summary
+
+    def _adjusted_rand_index(self, algorithm, labels) -> float:
+        """ARI of ``labels`` (one per agent) against the env's true types; NaN if it has none."""
+        types = self._truth = self._true_types(algorithm)
+        if types is None:
+            return float("nan")
+        return float(adjusted_rand_score([types[a] for a in self.agent_ids], labels))
 
     def _true_types(self, algorithm) -> Optional[Dict[str, int]]:
         """Ground-truth types, if the env has them: evaluation only, never used to train."""
