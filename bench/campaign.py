@@ -135,41 +135,42 @@ def run(args: argparse.Namespace) -> bool:
     seeds = [int(s) for s in args.seeds.split(",")]
     check_seeds_independent(seeds, args.num_env_runners, args.envs_per_runner)
     storage = str(Path(args.storage).resolve())
-    for scenario, method in itertools.product(args.scenarios, args.methods):
-        name = f"{scenario}-{method}-{args.algorithm}"
-        path = Path(storage) / name
-        config = experiment_config(scenario, method, args.algorithm, args.num_env_runners, args.envs_per_runner)
-        config.debugging(seed=tune.grid_search(seeds))
-        if path.exists() and tune.Tuner.can_restore(str(path)):
-            if not args.resume:
-                print(f"{name}: exists at {path}; pass --resume to continue it, or choose another --storage")
-                continue
-            tuner = tune.Tuner.restore(str(path), trainable=config.algo_class, param_space=config, resume_errored=True)
-        else:
-            stop = {"num_env_steps_sampled_lifetime": args.env_steps or SCENARIOS[scenario]["env_steps"]}
-            tuner = tune.Tuner(
-                config.algo_class,
-                param_space=config,
-                run_config=tune.RunConfig(
-                    name=name, storage_path=storage, stop=stop, verbose=1,
-                    checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=args.checkpoint_every, checkpoint_at_end=True,
-                                                            num_to_keep=2),
-                ),
-            )
-        print(f"{name}: {len(seeds)} seeds", flush=True)
-        results = tuner.fit()
-        # Tune ends fit() quietly on Ctrl-C and marks every trial TERMINATED; only a trial that
-        # met the stop criterion has done=True in its last result. Stop here rather than start
-        # the next experiment; --resume continues.
-        finished = sum(1 for r in results if r.error is None and (r.metrics or {}).get("done"))
-        errored = sum(1 for r in results if r.error is not None)
-        if finished + errored < len(results):
-            print(f"{name}: interrupted ({finished} of {len(results)} trials finished); "
-                  "run again with --resume to continue", flush=True)
-            ray.shutdown()
-            return False
-    ray.shutdown()
-    return True
+    try:
+        for scenario, method in itertools.product(args.scenarios, args.methods):
+            name = f"{scenario}-{method}-{args.algorithm}"
+            path = Path(storage) / name
+            config = experiment_config(scenario, method, args.algorithm, args.num_env_runners, args.envs_per_runner)
+            config.debugging(seed=tune.grid_search(seeds))
+            if path.exists() and tune.Tuner.can_restore(str(path)):
+                if not args.resume:
+                    print(f"{name}: exists at {path}; pass --resume to continue it, or choose another --storage")
+                    continue
+                tuner = tune.Tuner.restore(str(path), trainable=config.algo_class, param_space=config, resume_errored=True)
+            else:
+                stop = {"num_env_steps_sampled_lifetime": args.env_steps or SCENARIOS[scenario]["env_steps"]}
+                tuner = tune.Tuner(
+                    config.algo_class,
+                    param_space=config,
+                    run_config=tune.RunConfig(
+                        name=name, storage_path=storage, stop=stop, verbose=1,
+                        checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=args.checkpoint_every, checkpoint_at_end=True,
+                                                                num_to_keep=2),
+                    ),
+                )
+            print(f"{name}: {len(seeds)} seeds", flush=True)
+            results = tuner.fit()
+            # Tune ends fit() quietly on Ctrl-C and marks every trial TERMINATED; only a trial that
+            # met the stop criterion has done=True in its last result. Stop here rather than start
+            # the next experiment; --resume continues.
+            finished = sum(1 for r in results if r.error is None and (r.metrics or {}).get("done"))
+            errored = sum(1 for r in results if r.error is not None)
+            if finished + errored < len(results):
+                print(f"{name}: interrupted ({finished} of {len(results)} trials finished); "
+                      "run again with --resume to continue", flush=True)
+                return False
+        return True
+    finally:
+        ray.shutdown()
 
 
 # ------------------------------------------------------------------------------ aggregation
@@ -221,7 +222,8 @@ def area_under_curve(run: dict) -> float:
 
 
 def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) -> List[dict]:
-    """Writes summary.csv, probability_of_improvement.csv, curves and marl_eval.json into ``out``.
+    """Writes summary.csv, learning_speed.csv, probability_of_improvement.csv, curves, model size
+    and marl_eval.json into ``out``.
 
     A (scenario, algorithm, method) with fewer than ``min_seeds`` finished runs is listed and left
     out (the evidence asks for at least 5 seeds)."""
@@ -249,14 +251,14 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
         label = scenario if algorithm == "ppo" else f"{scenario} ({algorithm})"
         for m, rs in by_method.items():
             aris = [r["ari"] for r in rs if r["ari"] is not None]
+            common = {"scenario": label, "method": m, "seeds": len(rs), "env_steps": int(min(r["steps"][-1] for r in rs))}
             summary.append({
-                "scenario": label, "method": m, "seeds": len(rs), "env_steps": int(min(r["steps"][-1] for r in rs)),
+                **common,
                 "iqm": round(float(iqm[m][0]), 4), "iqm_low": round(float(iqm_ci[m][0][0]), 4), "iqm_high": round(float(iqm_ci[m][1][0]), 4),
                 "mean": round(float(mean[m][0]), 4), "mean_low": round(float(mean_ci[m][0][0]), 4),
                 "mean_high": round(float(mean_ci[m][1][0]), 4), "ari": round(float(np.mean(aris)), 3) if aris else "",
             })
-            speed.append({**{k: summary[-1][k] for k in ("scenario", "method", "seeds", "env_steps")},
-                          "auc_iqm": round(float(auc[m][0]), 4), "auc_low": round(float(auc_ci[m][0][0]), 4),
+            speed.append({**common, "auc_iqm": round(float(auc[m][0]), 4), "auc_low": round(float(auc_ci[m][0][0]), 4),
                           "auc_high": round(float(auc_ci[m][1][0]), 4)})
         if "adaps" in scores:
             pairs = {f"adaps,{m}": (scores["adaps"], scores[m]) for m in scores if m != "adaps"}
