@@ -60,12 +60,17 @@ SCENARIOS: Dict[str, dict] = {
     "bps_v2": {"env": "bps", "env_config": {"preset": "v2"}, "env_steps": 160_000},
     "lbf": {"env": "lbf", "env_config": {"levels": [1, 1, 2, 2, 3, 3], "grid_size": 8, "foods": 3, "max_steps": 50},
             "env_steps": 400_000},
+    # C-RWARE tiny-4ag (4 agents of 2 colours), rware's normal request queue (4 requested shelves).
     "crware": {"env": "crware", "env_config": {"task": "tiny-4ag", "max_steps": 500}, "env_steps": 500_000},
-    # tiny-4ag with rware's "easy" request queue (8 requested shelves instead of 4): a candidate
-    # if FuPS does not learn tiny-4ag within the budget (the issue asks to show that it does).
+    # The same with rware's "easy" queue (8 requested shelves): the campaign's C-RWARE task,
+    # chosen by a FuPS check before any comparison run (A2C, seed 0, 500k env steps,
+    # docs/results/crware_check/): with the normal queue FuPS stayed at random level (0.13-0.25
+    # delivered per episode), with the easy one it rose from 0.2 to about 1.4.
     "crware_easy": {"env": "crware", "env_config": {"size": "tiny", "n_agents": 4, "n_colours": 2, "difficulty": "easy",
                                                     "max_steps": 500}, "env_steps": 500_000},
 }
+#: ``--scenarios all``: the comparison (the FuPS check's "crware" is left out).
+COMPARISON = ["bps_v1", "bps_v2", "lbf", "crware_easy"]
 
 #: The same settings for every method. A2C is the papers' protocol (``../shared/reference``:
 #: n-step returns over 5-step rollouts of 8 parallel envs, one optimizer step per rollout batch
@@ -385,7 +390,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="run the Tune experiments, then aggregate")
-    run_parser.add_argument("--scenarios", default="all", help=f"comma-separated, or all: {list(SCENARIOS)}")
+    run_parser.add_argument("--scenarios", default="all", help=f"comma-separated names of {list(SCENARIOS)}, or all: {COMPARISON}")
     run_parser.add_argument("--methods", default="all", help=f"comma-separated, or all: {list(rllib_adaps.METHODS)}")
     run_parser.add_argument("--seeds", default="0,1000,2000,3000,4000",
                             help="config seeds, spaced so that no two runs share env seeds (env_seed_range)")
@@ -403,7 +408,7 @@ def main() -> None:
         p.add_argument("--min-seeds", type=int, default=5, help="methods with fewer finished runs are left out")
     args = parser.parse_args()
     if args.command == "run":
-        args.scenarios = list(SCENARIOS) if args.scenarios == "all" else args.scenarios.split(",")
+        args.scenarios = list(COMPARISON) if args.scenarios == "all" else args.scenarios.split(",")
         args.methods = list(rllib_adaps.METHODS) if args.methods == "all" else args.methods.split(",")
         unknown = (set(args.scenarios) - set(SCENARIOS)) | (set(args.methods) - set(rllib_adaps.METHODS))
         if unknown:
