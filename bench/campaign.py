@@ -205,6 +205,11 @@ def read_runs(storage: Path) -> List[dict]:
             continue
         steps = np.array([r["env_runners"]["num_env_steps_sampled_lifetime"] for r in rows], float)
         returns = np.array([r["env_runners"]["episode_return_mean"] for r in rows], float)
+        measured = ~np.isnan(returns)  # NaN: no episode ended in that iteration (C-RWARE's 500-step episodes)
+        steps, returns = steps[measured], returns[measured]
+        if not len(returns):
+            print(f"left out, no episode ended: {name}/{result_file.parent.name}")
+            continue
         sharing = rows[-1].get("sharing") or {}
         runs.append({
             "scenario": scenario, "method": method, "algorithm": algorithm,
@@ -282,7 +287,7 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
     model_size(runs, out)
     if improvement:
         write_csv(out / "probability_of_improvement.csv", improvement, ["scenario", "method", "p_adaps_better", "low", "high"])
-    (out / "marl_eval.json").write_text(json.dumps(marl_eval(runs)))
+    (out / "marl_eval.json").write_text(json.dumps(marl_eval(runs), allow_nan=False))
     return summary
 
 

@@ -105,3 +105,20 @@ def test_seeds_that_would_share_env_streams_are_refused():
     campaign.check_seeds_independent([0, 1000, 2000, 3000, 4000], 0, 8)
     with pytest.raises(SystemExit, match="Seeds 0 and 1 share env seeds"):
         campaign.check_seeds_independent([0, 1, 2, 3, 4], 0, 8)
+
+
+def test_iterations_without_a_finished_episode_are_skipped(tmp_path):
+    """C-RWARE's 500-step episodes end in every other 2,000-step iteration: RLlib reports NaN
+    for the others. They carry no return, so the curves, the statistics and the marl-eval
+    export use the iterations that measured one (the curve was empty when NaN was interpolated)."""
+    storage, out = tmp_path / "runs", tmp_path / "out"
+    for seed in range(5):
+        ramp = np.linspace(0, 2, 20)
+        ramp[1::2] = np.nan
+        write_trial(storage, "crware_easy-fups-a2c", seed, ramp + 0.01 * seed)
+    (row,) = campaign.aggregate(storage, out, reps=200)
+    assert 1.7 < row["iqm"] < 2.05  # last 10% of the measured iterations
+    runs = campaign.read_runs(storage)
+    assert all(not np.isnan(r["returns"]).any() and len(r["steps"]) == 10 for r in runs)
+    marl = json.loads((out / "marl_eval.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in marl_eval.json"))
+    assert len(marl["crware"]["easy"]["fups_a2c"]["run_0"]) >= 10
