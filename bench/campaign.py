@@ -64,8 +64,8 @@ SCENARIOS: Dict[str, dict] = {
     "crware": {"env": "crware", "env_config": {"task": "tiny-4ag", "max_steps": 500}, "env_steps": 500_000},
     # The same with rware's "easy" queue (8 requested shelves): the campaign's C-RWARE task,
     # chosen by a FuPS check before any comparison run (A2C, seed 0, 500k env steps,
-    # docs/results/crware_check/): with the normal queue FuPS stayed at random level (0.13-0.25
-    # delivered per episode), with the easy one it rose from 0.2 to about 1.4.
+    # docs/results/crware_check/): with the normal queue FuPS stayed at its initial level (about
+    # 0.2 delivered per episode), with the easy one it rose to about 1.4.
     "crware_easy": {"env": "crware", "env_config": {"size": "tiny", "n_agents": 4, "n_colours": 2, "difficulty": "easy",
                                                     "max_steps": 500}, "env_steps": 500_000},
 }
