@@ -13,6 +13,7 @@ from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
 from rllib_adaps.fast_path import env_episode_returns
 from rllib_adaps.module_ids import SHARED_MODULE_ID, engine_module, sharing_module_id
+from rllib_adaps.rllib_shims import stop_and_remove_empty_logdir
 
 
 def agent_groups(runner, agent_ids) -> Dict[str, str]:
@@ -61,7 +62,7 @@ def evaluate_modes(
         state = algo.learner_group.get_state(components=f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}")
         module_state = state[COMPONENT_LEARNER][COMPONENT_RL_MODULE]
     finally:
-        algo.stop()
+        stop_and_remove_empty_logdir(algo)  # from_checkpoint made an empty ~/ray_results/<date>
     runner_class = config.env_runner_cls or (MultiAgentEnvRunner if config.is_multi_agent else SingleAgentEnvRunner)
     runner = runner_class(config=config)  # the fast path's EnvRunner for runs trained on it
     try:

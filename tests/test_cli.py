@@ -96,8 +96,12 @@ def test_train_file_writes_results_checkpoint_and_evaluates(tmp_path, name):
         assert not [line for line in proc.stdout.splitlines() if "return mean" in line and " ARI " in line]
     if name in ("adaps_lbf", "seps_bps", "fups_crware"):
         mode = ["--mode", "both"] if name == "adaps_lbf" else []
+        ray_results = Path(os.environ["HOME"]) / "ray_results"  # conftest's temporary HOME
+        before = set(ray_results.iterdir()) if ray_results.exists() else set()
         proc = run(["evaluate", str(checkpoints[-1]), "--episodes", "2", *mode])
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        # Algorithm.from_checkpoint made an empty ~/ray_results/<date> logdir; evaluate removes it.
+        assert (set(ray_results.iterdir()) if ray_results.exists() else set()) == before
         assert "mean return" in proc.stdout and "group" in proc.stdout
         assert "mode: sampled" in proc.stdout
         assert ("mode: greedy" in proc.stdout) == (name == "adaps_lbf")
