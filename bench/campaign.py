@@ -222,16 +222,15 @@ def read_runs(storage: Path) -> List[dict]:
 
 def final_return(run: dict) -> float:
     n = max(1, int(np.ceil(FINAL_FRACTION * len(run["returns"]))))
-    return float(np.nanmean(run["returns"][-n:]))
+    return float(np.mean(run["returns"][-n:]))
 
 
 def area_under_curve(run: dict) -> float:
     """The return averaged over the whole run (trapezoids over env steps): how fast a method
     learns, where final returns tie because every method reaches the same ceiling (LBF)."""
-    ok = ~np.isnan(run["returns"])
-    steps, returns = run["steps"][ok], run["returns"][ok]
+    steps, returns = run["steps"], run["returns"]  # measured iterations only (read_runs)
     if len(steps) < 2:
-        return float(returns[0]) if len(returns) else float("nan")
+        return float(returns[0])
     return float(np.trapezoid(returns, steps) / (steps[-1] - steps[0]))
 
 
