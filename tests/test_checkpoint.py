@@ -3,16 +3,13 @@
 import functools
 import pathlib
 import shutil
-import sys
 
 import pytest
 import torch
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.ppo import PPOConfig
-from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core.columns import Columns
 
-import engine_views
 import rllib_adaps
 from engine_views import QUICK_FIT, assert_same_module, learner_views, module_id, runner_views
 from rllib_adaps.callback import RESULT_KEY
@@ -42,7 +39,7 @@ def assert_every_runner_holds(algo, learner):
 
 def test_restore_keeps_clusters_everywhere_and_does_not_pretrain_again(ray_local, tmp_path, method="adaps"):
     """Restoring is the same for every method (one module; its tables are module state):
-    AdaPS here, SePS through Tune's restore below. The checkpoint's run samples on its local
+    AdaPS here, SePS through Tune's restore in test_cli. The checkpoint's run samples on its local
     EnvRunner and evaluates on a remote one (``from_checkpoint`` rebuilds that); the fresh
     Algorithm restored into has a remote EnvRunner of each kind."""
     options = dict(identity_env_steps=300, num_clusters=3, **QUICK_FIT)  # fitted at the start of the first train()
@@ -122,62 +119,5 @@ def test_checkpoints_of_another_method_agent_count_or_release_are_refused(ray_lo
         more_agents.stop()
 
 
-class FailOnce(RLlibCallback):
-    """Fails the trial once, at iteration 3 (after the checkpoint of iteration 2)."""
-
-    def __init__(self, marker: str):
-        super().__init__()
-        self.marker = pathlib.Path(marker)
-
-    def on_train_result(self, *, algorithm, result, **kwargs):
-        if result["training_iteration"] == 3 and not self.marker.exists():
-            self.marker.touch()
-            raise RuntimeError("injected failure")
-
-
-class RunnersMatchAfterRestore(RLlibCallback):
-    """Right after Tune's restore (before any sampling): does the remote EnvRunner hold the Learner's module?"""
-
-    def __init__(self, marker: str):
-        super().__init__()
-        self.marker = pathlib.Path(marker)
-
-    def on_checkpoint_loaded(self, *, algorithm, **kwargs):
-        learner = learner_views(algorithm)[0]
-        try:
-            assert_every_runner_holds(algorithm, learner)
-            self.marker.write_text("same")
-        except AssertionError as err:
-            self.marker.write_text(f"differs: {err}")
-
-
-def test_tune_restore_resumes_without_pretraining_again(ray_local, tmp_path, method="seps"):
-    """Tuner.restore after a trial error: the trial resumes from its last checkpoint with the
-    same clusters (SePS: the same group modules) and does not pre-train again."""
-    import ray.cloudpickle
-    from ray import tune
-
-    # Tune's trial actors cannot import this test module: ship FailOnce by value.
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.cloudpickle.register_pickle_by_value(engine_views)
-    base = config().callbacks([functools.partial(FailOnce, marker=str(tmp_path / "failed")),
-                               functools.partial(RunnersMatchAfterRestore, marker=str(tmp_path / "runners"))])
-    cfg = rllib_adaps.configure_sharing(base, method, shared_training_env_steps=300, identity_env_steps=300, num_clusters=3, **QUICK_FIT)
-    run_config = tune.RunConfig(
-        name="restore", storage_path=str(tmp_path), stop={"training_iteration": 4}, verbose=0,
-        checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1),
-    )
-    first = tune.Tuner("PPO", param_space=cfg, run_config=run_config).fit()[0]
-    assert first.error is not None and "injected failure" in str(first.error)
-    before = first.metrics[RESULT_KEY]
-    assert first.metrics["training_iteration"] == 2 and before["done"] and not before.get("restored")
-
-    second = tune.Tuner.restore(str(tmp_path / "restore"), trainable="PPO", resume_errored=True).fit()[0]
-    assert second.error is None
-    after = second.metrics[RESULT_KEY]
-    assert second.metrics["training_iteration"] == 4
-    assert after["done"] and after.get("restored") and after["labels"] == before["labels"]
-    assert after["adjusted_rand_index"] == before["adjusted_rand_index"]  # recomputed from the installed clusters
-    assert (tmp_path / "runners").read_text() == "same"
-    modules = checkpoint_module_ids(pathlib.Path(second.checkpoint.path) / "learner_group" / "learner" / "rl_module")
-    assert modules == [module_id(cfg)]
+# Tune's restore after a trial error (same clusters, no second fit, EnvRunners hold the
+# Learner's module right after it): tests/test_cli.py::test_resume_continues_a_failed_trial_from_its_checkpoint.

@@ -198,22 +198,37 @@ import pathlib
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
-MARKER = pathlib.Path(__file__).with_name("failed_once")
+from engine_views import assert_same_module, learner_views, runner_views  # tests/engine_views.py, shipped by value
+
+HERE = pathlib.Path(__file__).parent
 
 
 class FailOnce(RLlibCallback):
     def on_train_result(self, *, result, **kwargs):
-        if result["training_iteration"] == 3 and not MARKER.exists():
-            MARKER.touch()
+        if result["training_iteration"] == 3 and not (HERE / "failed_once").exists():
+            (HERE / "failed_once").touch()
             raise RuntimeError("injected failure")
+
+
+class RunnersMatchAfterRestore(RLlibCallback):
+    """Right after Tune's restore, before any sampling: does the remote EnvRunner hold the Learner's module?"""
+
+    def on_checkpoint_loaded(self, *, algorithm, **kwargs):
+        try:
+            learner, runners = learner_views(algorithm)[0], runner_views(algorithm)
+            assert len(runners) == 1
+            assert_same_module(learner, runners[0])
+            (HERE / "runners").write_text("same")
+        except AssertionError as err:
+            (HERE / "runners").write_text(f"differs: {err}")
 
 
 config = (
     PPOConfig()
     .environment("bps", env_config={"agents_per_type": [2, 2, 2], "max_steps": 25})
-    .env_runners(num_env_runners=0, num_envs_per_env_runner=2)
+    .env_runners(num_env_runners=1, num_envs_per_env_runner=2)
     .training(train_batch_size_per_learner=300, minibatch_size=150, num_epochs=1)
-    .callbacks(FailOnce)
+    .callbacks([FailOnce, RunnersMatchAfterRestore])
 )
 stop = {"training_iteration": 4}
 sharing = {"method": "seps", "shared_training_env_steps": 300, "identity_env_steps": 300, "num_clusters": 3,
@@ -223,7 +238,9 @@ name = "resumable"
 
 
 def test_resume_continues_a_failed_trial_from_its_checkpoint(ray_local, tmp_path, capsys):
-    """A trial that failed after clustering resumes with --resume: same SePS groups, no second fit."""
+    """A trial that failed after clustering resumes with --resume (Tune's restore): same SePS
+    groups, no second fit, and the remote EnvRunner holds the Learner's module right after the
+    restore. (Restoring outside Tune: tests/test_checkpoint.py.)"""
     path = tmp_path / "exp.py"
     path.write_text(RESUMABLE_EXPERIMENT)
     storage = tmp_path / "results"
@@ -234,7 +251,10 @@ def test_resume_continues_a_failed_trial_from_its_checkpoint(ray_local, tmp_path
     results = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
     assert [r["training_iteration"] for r in results] == [1, 2, 3, 4]  # 3 and 4 after the resume
     first, last = results[1]["identity_pretraining"], results[-1]["identity_pretraining"]
-    assert not first.get("restored") and last["restored"] and last["labels"] == first["labels"]
+    assert first["done"] and not first.get("restored")
+    assert last["done"] and last["restored"] and last["labels"] == first["labels"]
+    assert last["adjusted_rand_index"] == first["adjusted_rand_index"]  # recomputed from the installed clusters
+    assert (tmp_path / "runners").read_text() == "same"
     final = sorted(trial.glob("checkpoint_*"))[-1] / "learner_group" / "learner" / "rl_module"
     assert checkpoint_module_ids(final) == ["default_policy"]  # bps runs on the fast path
 
