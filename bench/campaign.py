@@ -26,7 +26,7 @@ and method it writes, with rliable (95% stratified bootstrap intervals):
   of the return averaged over the whole run (the normalised area under the curve), where final
   returns tie at a ceiling;
 - ``probability_of_improvement.csv``: P(AdaPS > method) with its interval;
-- ``curves_{scenario}.png``: IQM of the return over env steps with interval bands;
+- ``curves_{scenario}_{algorithm}.png``: IQM of the return over env steps with interval bands;
 - ``model_size.csv`` / ``model_size.png``: parameters each method's module uses (and allocates),
   per scenario, read from the runs' ``sharing`` results;
 - ``marl_eval.json``: every run in marl-eval's JSON layout (environment, task, algorithm, run,
@@ -280,7 +280,7 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
                 for pair in pairs:
                     improvement.append({"scenario": label, "method": pair.split(",")[1], "p_adaps_better": round(float(np.ravel(poi[pair])[0]), 3),
                                         "low": round(float(np.ravel(poi_ci[pair])[0]), 3), "high": round(float(np.ravel(poi_ci[pair])[1]), 3)})
-        plot_curves(by_method, out / f"curves_{scenario}_{algorithm}.png", label, reps)
+        plot_curves(by_method, out / f"curves_{scenario}_{algorithm}.png", f"{scenario} ({algorithm})", reps)
     write_csv(out / "summary.csv", summary, SUMMARY_FIELDS)
     write_csv(out / "learning_speed.csv", speed, SPEED_FIELDS)
     model_size(runs, out)
