@@ -30,7 +30,11 @@ and method it writes, with rliable (95% stratified bootstrap intervals):
 - ``model_size.csv`` / ``model_size.png``: parameters each method's module uses (and allocates),
   per scenario, read from the runs' ``sharing`` results;
 - ``marl_eval.json``: every run in marl-eval's JSON layout (environment, task, algorithm, run,
-  step: {step_count, return}), to compare with other MARL libraries.
+  step: {step_count, return}), to compare with other MARL libraries;
+- ``runs.jsonl``: the archive, one finished run per line (curve, ARI, parameters), read back by
+  the next ``aggregate``. Tune's storage (``results/``, not in git) does not outlive the machine
+  it ran on, so a campaign spread over several machines or sessions is aggregated from the runs
+  in storage plus the archived ones (a run in storage replaces its archived line).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ DEFAULT_OUT = ROOT / "docs" / "results" / "campaign"
 FINAL_FRACTION = 0.1  # the final return averages the last 10% of a run's iterations
 CURVE_POINTS = 50  # env-step grid of the curves
 SUMMARY_FIELDS = ["scenario", "method", "seeds", "env_steps", "iqm", "iqm_low", "iqm_high", "mean", "mean_low", "mean_high", "ari"]
+ARCHIVE = "runs.jsonl"
 SPEED_FIELDS = ["scenario", "method", "seeds", "env_steps", "auc_iqm", "auc_low", "auc_high"]
 
 #: Scenarios of the papers (budgets: at least 10x release 0.1's; the papers use far more).
@@ -220,6 +225,33 @@ def read_runs(storage: Path) -> List[dict]:
     return runs
 
 
+def run_key(run: dict) -> tuple:
+    return run["scenario"], run["algorithm"], run["method"], str(run["seed"])
+
+
+def read_archive(path: Path) -> List[dict]:
+    """The runs an earlier ``aggregate`` archived (``runs.jsonl``), curves as arrays again."""
+    if not path.exists():
+        return []
+    runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [{**r, "steps": np.array(r["steps"], float), "returns": np.array(r["returns"], float)} for r in runs]
+
+
+def merge_runs(in_storage: List[dict], archived: List[dict]) -> List[dict]:
+    """The runs in Tune's storage, plus the archived runs that storage no longer (or not yet) holds."""
+    present = {run_key(r) for r in in_storage}
+    kept = [r for r in archived if run_key(r) not in present]
+    if kept:
+        print(f"{len(in_storage)} runs read from Tune's storage, {len(kept)} more from the archive")
+    return sorted(in_storage + kept, key=run_key)
+
+
+def write_archive(runs: List[dict], path: Path) -> None:
+    lines = [json.dumps({**r, "steps": [int(s) for s in r["steps"]], "returns": [float(v) for v in r["returns"]]},
+                        allow_nan=False, separators=(",", ":")) for r in runs]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def final_return(run: dict) -> float:
     n = max(1, int(np.ceil(FINAL_FRACTION * len(run["returns"]))))
     return float(np.mean(run["returns"][-n:]))
@@ -242,7 +274,9 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
     out (the evidence asks for at least 5 seeds)."""
     from rliable import metrics
 
-    runs = read_runs(storage)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = merge_runs(read_runs(storage), read_archive(out / ARCHIVE))
+    write_archive(runs, out / ARCHIVE)  # every finished run, also those of methods with fewer seeds yet
     counts = Counter((r["scenario"], r["algorithm"], r["method"]) for r in runs)
     for key, n in sorted(counts.items()):
         if n < min_seeds:
@@ -250,7 +284,6 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
     runs = [r for r in runs if counts[r["scenario"], r["algorithm"], r["method"]] >= min_seeds]
     if not runs:
         raise SystemExit(f"No finished campaign with at least {min_seeds} seeds under {storage}: run the campaign first.")
-    out.mkdir(parents=True, exist_ok=True)
     summary, speed, improvement = [], [], []
     for key in sorted({(r["scenario"], r["algorithm"]) for r in runs}):
         scenario, algorithm = key

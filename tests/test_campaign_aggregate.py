@@ -122,3 +122,30 @@ def test_iterations_without_a_finished_episode_are_skipped(tmp_path):
     assert all(not np.isnan(r["returns"]).any() and len(r["steps"]) == 10 for r in runs)
     marl = json.loads((out / "marl_eval.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in marl_eval.json"))
     assert len(marl["crware"]["easy"]["fups_a2c"]["run_0"]) >= 10
+
+
+def test_archived_runs_outlive_tune_storage(tmp_path):
+    """Tune's storage stays on the machine that ran the trials; the archive (runs.jsonl, in the
+    output folder, committed) carries the finished runs to the next aggregate: a campaign whose
+    seeds ran on different machines or sessions still gets one table."""
+    out = tmp_path / "out"
+    first, second = tmp_path / "first", tmp_path / "second"
+    for seed in range(5):
+        write_trial(first, "bps_v1-adaps-ppo", seed, np.linspace(0, 10, 20) + seed, ari=1.0)
+    for seed in range(3):  # 3 of 5 seeds on the first machine: too few for the table, but archived
+        write_trial(first, "bps_v1-fups-ppo", seed, np.linspace(0, 5, 20) + seed)
+    (adaps,) = campaign.aggregate(first, out, reps=200)
+    assert adaps["method"] == "adaps"
+    for seed in (3, 4):  # the other two seeds, elsewhere; the first storage is gone
+        write_trial(second, "bps_v1-fups-ppo", seed, np.linspace(0, 5, 20) + seed)
+    write_trial(second, "bps_v1-adaps-ppo", 0, np.linspace(0, 10, 20) + 100, ari=0.5)  # a rerun replaces its archived line
+    rows = {r["method"]: r for r in campaign.aggregate(second, out, reps=200)}
+    assert rows["fups"]["seeds"] == rows["adaps"]["seeds"] == 5
+    archived = campaign.read_archive(out / campaign.ARCHIVE)
+    assert len(archived) == 10 and {r["seed"] for r in archived if r["method"] == "fups"} == {0, 1, 2, 3, 4}
+    (rerun,) = [r for r in archived if r["method"] == "adaps" and r["seed"] == 0]
+    assert rerun["ari"] == 0.5 and rerun["returns"][-1] == 110.0
+    assert rows["adaps"]["ari"] == round((4 * 1.0 + 0.5) / 5, 3)
+    # the archive alone (no storage at all) gives the same table
+    again = {r["method"]: r for r in campaign.aggregate(tmp_path / "none", out, reps=200)}
+    assert again == rows
