@@ -88,8 +88,12 @@ ALGORITHMS = {
 PRETRAINING = {"identity_env_steps": 3_000}  # the default timeline: fit on the initial policy's transitions
 
 
-def experiment_config(scenario: str, method: str, algorithm: str, num_env_runners: int, envs_per_runner: int):
-    """The AlgorithmConfig of one (scenario, method); the seed comes from Tune's grid."""
+def experiment_config(scenario: str, method: str, algorithm: str, num_env_runners: int, envs_per_runner: int,
+                      rollout_steps: int | None = None):
+    """The AlgorithmConfig of one (scenario, method); the seed comes from Tune's grid.
+
+    ``rollout_steps`` (A2C only) replaces the papers' 5-step rollouts: a cause experiment's knob
+    (one optimizer step per ``rollout_steps x envs`` env steps, n-step returns over the rollout)."""
     from ray.rllib.algorithms.ppo import PPOConfig
 
     import rllib_adaps
@@ -104,9 +108,10 @@ def experiment_config(scenario: str, method: str, algorithm: str, num_env_runner
     settings = ALGORITHMS[algorithm]
     if algorithm == "a2c":
         envs = envs_per_runner * max(1, num_env_runners)
+        rollout_steps = rollout_steps or settings["rollout_steps"]
         config = rllib_adaps.a2c_settings(
-            config.env_runners(rollout_fragment_length=settings["rollout_steps"])
-            .training(train_batch_size_per_learner=settings["rollout_steps"] * envs)
+            config.env_runners(rollout_fragment_length=rollout_steps)
+            .training(train_batch_size_per_learner=rollout_steps * envs)
             .reporting(min_sample_timesteps_per_iteration=settings["env_steps_per_result"], min_time_s_per_iteration=0)
         )
     else:
@@ -153,7 +158,8 @@ def run(args: argparse.Namespace) -> bool:
         for scenario, method in itertools.product(args.scenarios, args.methods):
             name = f"{scenario}-{method}-{args.algorithm}"
             path = Path(storage) / name
-            config = experiment_config(scenario, method, args.algorithm, args.num_env_runners, args.envs_per_runner)
+            config = experiment_config(scenario, method, args.algorithm, args.num_env_runners, args.envs_per_runner,
+                                       args.rollout_steps)
             config.debugging(seed=tune.grid_search(seeds))
             if path.exists() and tune.Tuner.can_restore(str(path)):
                 if not args.resume:
@@ -435,6 +441,9 @@ def main() -> None:
     run_parser.add_argument("--env-steps", type=int, default=None, help="override every scenario's budget (smoke runs)")
     run_parser.add_argument("--num-env-runners", type=int, default=1)
     run_parser.add_argument("--envs-per-runner", type=int, default=8)
+    run_parser.add_argument("--rollout-steps", type=int, default=None,
+                            help="A2C: env steps per rollout and update (default 5, the papers'); for cause experiments, "
+                                 "with their own --storage and --out")
     run_parser.add_argument("--checkpoint-every", type=int, default=20, help="iterations between checkpoints")
     run_parser.add_argument("--address", default=None, help="a Ray cluster (default: a local Ray instance)")
     run_parser.add_argument("--resume", action="store_true")
@@ -450,6 +459,8 @@ def main() -> None:
         unknown = (set(args.scenarios) - set(SCENARIOS)) | (set(args.methods) - set(rllib_adaps.METHODS))
         if unknown:
             parser.error(f"unknown scenarios or methods: {sorted(unknown)}")
+        if args.rollout_steps is not None and args.algorithm != "a2c":
+            parser.error("--rollout-steps sets A2C's rollouts; PPO's batch is ALGORITHMS['ppo']")
         if not run(args):
             return  # no statistics of a campaign cut short
     for row in aggregate(Path(args.storage), Path(args.out), reps=args.reps, min_seeds=args.min_seeds):

@@ -149,3 +149,14 @@ def test_archived_runs_outlive_tune_storage(tmp_path):
     # the archive alone (no storage at all) gives the same table
     again = {r["method"]: r for r in campaign.aggregate(tmp_path / "none", out, reps=200)}
     assert again == rows
+
+
+def test_a2c_rollouts_set_the_update_size():
+    """The papers' A2C: one update per 5-step rollout of every env copy; a cause experiment's
+    --rollout-steps changes the rollout, and with it the update, alone."""
+    papers = campaign.experiment_config("bps_v1", "adaps", "a2c", num_env_runners=0, envs_per_runner=8)
+    assert (papers.rollout_fragment_length, papers.train_batch_size_per_learner) == (5, 40)
+    assert papers.num_epochs == 1 and papers.minibatch_size is None and papers.lambda_ == 1.0
+    longer = campaign.experiment_config("bps_v1", "adaps", "a2c", num_env_runners=0, envs_per_runner=8, rollout_steps=50)
+    assert (longer.rollout_fragment_length, longer.train_batch_size_per_learner) == (50, 400)
+    assert longer.lr == papers.lr and longer.num_envs_per_env_runner == 8
