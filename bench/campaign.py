@@ -65,6 +65,10 @@ SCENARIOS: Dict[str, dict] = {
     "bps_v2": {"env": "bps", "env_config": {"preset": "v2"}, "env_steps": 160_000},
     "lbf": {"env": "lbf", "env_config": {"levels": [1, 1, 2, 2, 3, 3], "grid_size": 8, "foods": 3, "max_steps": 50},
             "env_steps": 400_000},
+    # A cause experiment, not in the comparison: LBF without the agents' levels in the
+    # observation, to test whether FuPS learns LBF fastest because it can read each agent's type.
+    "lbf_hidden_levels": {"env": "lbf", "env_config": {"levels": [1, 1, 2, 2, 3, 3], "grid_size": 8, "foods": 3, "max_steps": 50,
+                                                       "observe_agent_levels": False}, "env_steps": 400_000},
     # C-RWARE tiny-4ag (4 agents of 2 colours), rware's normal request queue (4 requested shelves).
     "crware": {"env": "crware", "env_config": {"task": "tiny-4ag", "max_steps": 500}, "env_steps": 500_000},
     # The same with rware's "easy" queue (8 requested shelves): the campaign's C-RWARE task,
