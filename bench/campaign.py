@@ -89,6 +89,7 @@ ALGORITHMS = {
                          "train_batch_size_per_learner": 2000, "minibatch_size": 500, "num_epochs": 4}},
     "a2c": {"rollout_steps": 5, "env_steps_per_result": 2000},  # plus rllib_adaps.a2c_settings (lr 3e-4, entropy 0.01, ...)
 }
+PAPERS_A2C_ENVS = 8  # env copies per A2C update in the papers' protocol
 PRETRAINING = {"identity_env_steps": 3_000}  # the default timeline: fit on the initial policy's transitions
 
 
@@ -122,6 +123,21 @@ def experiment_config(scenario: str, method: str, algorithm: str, num_env_runner
         config = config.training(**settings["training"])
     options = dict(PRETRAINING) if method in ("adaps", "seps") else {}
     return rllib_adaps.configure_sharing(config, method, **options)
+
+
+def experiment_name(scenario: str, method: str, algorithm: str, num_env_runners: int, envs_per_runner: int,
+                    rollout_steps: int | None = None) -> str:
+    """``{scenario}-{method}-{algorithm}``; an A2C whose update is not the papers' (5-step rollouts
+    of 8 env copies) says so: ``a2c+50x8`` is 50-step rollouts of 8 copies. Its runs then never
+    share a name, a table row or a Tune staging folder with the campaign's: two drivers that
+    start the same experiment name in the same second share Tune's staging folder (named by
+    start time and experiment) and copy each other's trials into their storage."""
+    if algorithm == "a2c":
+        rollout = rollout_steps or ALGORITHMS["a2c"]["rollout_steps"]
+        envs = envs_per_runner * max(1, num_env_runners)
+        if (rollout, envs) != (ALGORITHMS["a2c"]["rollout_steps"], PAPERS_A2C_ENVS):
+            algorithm = f"a2c+{rollout}x{envs}"
+    return f"{scenario}-{method}-{algorithm}"
 
 
 def env_seed_range(seed: int, num_env_runners: int, envs_per_runner: int) -> range:
@@ -160,7 +176,7 @@ def run(args: argparse.Namespace) -> bool:
     storage = str(Path(args.storage).resolve())
     try:
         for scenario, method in itertools.product(args.scenarios, args.methods):
-            name = f"{scenario}-{method}-{args.algorithm}"
+            name = experiment_name(scenario, method, args.algorithm, args.num_env_runners, args.envs_per_runner, args.rollout_steps)
             path = Path(storage) / name
             config = experiment_config(scenario, method, args.algorithm, args.num_env_runners, args.envs_per_runner,
                                        args.rollout_steps)

@@ -160,3 +160,9 @@ def test_a2c_rollouts_set_the_update_size():
     longer = campaign.experiment_config("bps_v1", "adaps", "a2c", num_env_runners=0, envs_per_runner=8, rollout_steps=50)
     assert (longer.rollout_fragment_length, longer.train_batch_size_per_learner) == (50, 400)
     assert longer.lr == papers.lr and longer.num_envs_per_env_runner == 8
+    # Such runs are named apart from the campaign's, so they never share its rows or Tune's staging folder.
+    assert campaign.experiment_name("bps_v1", "adaps", "a2c", 0, 8) == "bps_v1-adaps-a2c"
+    assert campaign.experiment_name("bps_v1", "adaps", "a2c", 1, 8) == "bps_v1-adaps-a2c"  # 8 copies on one remote EnvRunner
+    assert campaign.experiment_name("bps_v1", "adaps", "a2c", 0, 8, rollout_steps=50) == "bps_v1-adaps-a2c+50x8"
+    assert campaign.experiment_name("bps_v1", "adaps", "a2c", 2, 8) == "bps_v1-adaps-a2c+5x16"  # 2 EnvRunners: 80 env steps per update
+    assert campaign.experiment_name("bps_v1", "fups_id", "ppo", 2, 80) == "bps_v1-fups_id-ppo"
