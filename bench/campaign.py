@@ -5,9 +5,9 @@
     python bench/campaign.py run --scenarios bps_v1 --resume                      # after an interruption
     python bench/campaign.py aggregate                                           # statistics only
 
-``run``: one Tune experiment per (scenario, method), named ``{scenario}-{method}``, each a grid
-over the seeds; every trial is a normal Tune trial (result.json, progress.csv, TensorBoard
-files, checkpoints) under ``--storage``. Experiments run one after another; on a cluster the
+``run``: one Tune experiment per (scenario, method), named ``{scenario}-{method}-{algorithm}``
+(``experiment_name``), each a grid over the seeds; every trial is a normal Tune trial
+(result.json, progress.csv, TensorBoard files, checkpoints) under ``--storage``. Experiments run one after another; on a cluster the
 seeds of one experiment run at once. ``--resume`` restores unfinished experiments with Tune's
 own ``Tuner.restore`` and skips finished ones. Ctrl-C: Tune saves the trials, and the driver
 stops without starting the next experiment or aggregating.
@@ -56,8 +56,8 @@ DEFAULT_OUT = ROOT / "docs" / "results" / "campaign"
 FINAL_FRACTION = 0.1  # the final return averages the last 10% of a run's iterations
 CURVE_POINTS = 50  # env-step grid of the curves
 SUMMARY_FIELDS = ["scenario", "method", "seeds", "env_steps", "iqm", "iqm_low", "iqm_high", "mean", "mean_low", "mean_high", "ari"]
-ARCHIVE = "runs.jsonl"
 SPEED_FIELDS = ["scenario", "method", "seeds", "env_steps", "auc_iqm", "auc_low", "auc_high"]
+ARCHIVE = "runs.jsonl"  # every finished run, in the output folder (see the module docstring)
 
 #: Scenarios of the papers (budgets: at least 10x release 0.1's; the papers use far more).
 SCENARIOS: Dict[str, dict] = {
@@ -87,9 +87,10 @@ COMPARISON = ["bps_v1", "bps_v2", "lbf", "crware_easy"]
 ALGORITHMS = {
     "ppo": {"training": {"lr": 3e-4, "gamma": 0.99, "entropy_coeff": 0.01, "vf_loss_coeff": 0.5,
                          "train_batch_size_per_learner": 2000, "minibatch_size": 500, "num_epochs": 4}},
-    "a2c": {"rollout_steps": 5, "env_steps_per_result": 2000},  # plus rllib_adaps.a2c_settings (lr 3e-4, entropy 0.01, ...)
+    # plus rllib_adaps.a2c_settings (lr 3e-4, entropy 0.01, ...); env_copies: the papers' 8
+    # parallel envs (--envs-per-runner x EnvRunners), which experiment_name checks
+    "a2c": {"rollout_steps": 5, "env_copies": 8, "env_steps_per_result": 2000},
 }
-PAPERS_A2C_ENVS = 8  # env copies per A2C update in the papers' protocol
 PRETRAINING = {"identity_env_steps": 3_000}  # the default timeline: fit on the initial policy's transitions
 
 
@@ -135,7 +136,7 @@ def experiment_name(scenario: str, method: str, algorithm: str, num_env_runners:
     if algorithm == "a2c":
         rollout = rollout_steps or ALGORITHMS["a2c"]["rollout_steps"]
         envs = envs_per_runner * max(1, num_env_runners)
-        if (rollout, envs) != (ALGORITHMS["a2c"]["rollout_steps"], PAPERS_A2C_ENVS):
+        if (rollout, envs) != (ALGORITHMS["a2c"]["rollout_steps"], ALGORITHMS["a2c"]["env_copies"]):
             algorithm = f"a2c+{rollout}x{envs}"
     return f"{scenario}-{method}-{algorithm}"
 
@@ -463,7 +464,7 @@ def main() -> None:
     run_parser.add_argument("--envs-per-runner", type=int, default=8)
     run_parser.add_argument("--rollout-steps", type=int, default=None,
                             help="A2C: env steps per rollout and update (default 5, the papers'); for cause experiments, "
-                                 "with their own --storage and --out")
+                                 "named apart from the campaign's (e.g. bps_v1-adaps-a2c+50x8)")
     run_parser.add_argument("--checkpoint-every", type=int, default=20, help="iterations between checkpoints")
     run_parser.add_argument("--address", default=None, help="a Ray cluster (default: a local Ray instance)")
     run_parser.add_argument("--resume", action="store_true")
