@@ -316,11 +316,10 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
         scenario, algorithm = key
         by_method = {m: [r for r in runs if (r["scenario"], r["algorithm"], r["method"]) == (scenario, algorithm, m)]
                      for m in sorted({r["method"] for r in runs if (r["scenario"], r["algorithm"]) == key})}
-        scores = {m: np.array([[final_return(r)] for r in rs]) for m, rs in by_method.items()}  # [runs, 1 task]
+        scores = per_run(by_method, final_return)
         iqm, iqm_ci = interval_estimates(scores, lambda s: np.array([metrics.aggregate_iqm(s)]), reps)
         mean, mean_ci = interval_estimates(scores, lambda s: np.array([metrics.aggregate_mean(s)]), reps)
-        areas = {m: np.array([[area_under_curve(r)] for r in rs]) for m, rs in by_method.items()}
-        auc, auc_ci = interval_estimates(areas, lambda s: np.array([metrics.aggregate_iqm(s)]), reps)
+        auc, auc_ci = interval_estimates(per_run(by_method, area_under_curve), lambda s: np.array([metrics.aggregate_iqm(s)]), reps)
         label = scenario if algorithm == "ppo" else f"{scenario} ({algorithm})"
         for m, rs in by_method.items():
             aris = [r["ari"] for r in rs if r["ari"] is not None]
@@ -348,6 +347,11 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
         write_csv(out / "probability_of_improvement.csv", improvement, ["scenario", "method", "p_adaps_better", "low", "high"])
     (out / "marl_eval.json").write_text(json.dumps(marl_eval(runs), allow_nan=False))
     return summary
+
+
+def per_run(by_key: Dict[str, List[dict]], score) -> Dict[str, np.ndarray]:
+    """rliable's score layout, ``[runs, 1 task]``, of one number per run (final return, area)."""
+    return {k: np.array([[score(r)] for r in rs]) for k, rs in by_key.items()}
 
 
 def interval_estimates(scores: dict, statistic, reps: int, seed: int = 0):

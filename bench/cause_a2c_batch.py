@@ -48,8 +48,8 @@ def main(scenario: str = "bps_v1", method: str = "adaps", reps: int = 2000) -> N
             raise SystemExit(f"{label}: {len(runs)} finished runs in {folder / campaign.ARCHIVE}; run the commands in this script's docstring")
         by_protocol[label] = runs
     iqm = lambda s: np.array([metrics.aggregate_iqm(s)])  # noqa: E731
-    final, final_ci = campaign.interval_estimates({k: np.array([[campaign.final_return(r)] for r in rs]) for k, rs in by_protocol.items()}, iqm, reps)
-    area, area_ci = campaign.interval_estimates({k: np.array([[campaign.area_under_curve(r)] for r in rs]) for k, rs in by_protocol.items()}, iqm, reps)
+    final, final_ci = campaign.interval_estimates(campaign.per_run(by_protocol, campaign.final_return), iqm, reps)
+    area, area_ci = campaign.interval_estimates(campaign.per_run(by_protocol, campaign.area_under_curve), iqm, reps)
     rows = []
     for k, rs in by_protocol.items():
         rows.append({"protocol": k, "seeds": len(rs), "env_steps": int(min(r["steps"][-1] for r in rs)),
