@@ -305,9 +305,9 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
     runs = merge_runs(read_runs(storage), read_archive(out / ARCHIVE))
     write_archive(runs, out / ARCHIVE)  # every finished run, also those of methods with fewer seeds yet
     counts = Counter((r["scenario"], r["algorithm"], r["method"]) for r in runs)
-    for key, n in sorted(counts.items()):
+    for (scenario, algorithm, method), n in sorted(counts.items()):
         if n < min_seeds:
-            print(f"left out, {n} finished seeds (< {min_seeds}): {'-'.join(key)}")
+            print(f"left out, {n} finished seeds (< {min_seeds}): {scenario}-{method}-{algorithm}")
     runs = [r for r in runs if counts[r["scenario"], r["algorithm"], r["method"]] >= min_seeds]
     if not runs:
         raise SystemExit(f"No finished campaign with at least {min_seeds} seeds under {storage}: run the campaign first.")
