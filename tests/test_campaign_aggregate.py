@@ -166,3 +166,22 @@ def test_a2c_rollouts_set_the_update_size():
     assert campaign.experiment_name("bps_v1", "adaps", "a2c", 0, 8, rollout_steps=50) == "bps_v1-adaps-a2c+50x8"
     assert campaign.experiment_name("bps_v1", "adaps", "a2c", 2, 8) == "bps_v1-adaps-a2c+5x16"  # 2 EnvRunners: 80 env steps per update
     assert campaign.experiment_name("bps_v1", "fups_id", "ppo", 2, 80) == "bps_v1-fups_id-ppo"
+
+
+def test_per_agent_final_returns_show_which_agents_a_method_serves(tmp_path):
+    """bench/per_agent_returns.py: an agent's final return is the mean of its last 10% of measured
+    iterations (NaN ones skipped); unfinished trials are left out, as in the aggregate."""
+    import per_agent_returns
+
+    trial = tmp_path / "crware_easy-fups-a2c" / "PPO_crware_00000"
+    trial.mkdir(parents=True)
+    rows = [{"done": i == 19, "env_runners": {"agent_episode_returns_mean":
+                                             {"agent_0": float(i), "agent_1": 0.0 if i < 19 else float("nan")}}}
+            for i in range(20)]
+    (trial / "result.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    finals = per_agent_returns.agent_final_returns(trial / "result.json")
+    assert finals == {"agent_0": pytest.approx(18.5), "agent_1": pytest.approx(0.0)}  # last 2 of 20; last 2 of 19
+
+    rows[-1]["done"] = False
+    (trial / "result.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert per_agent_returns.agent_final_returns(trial / "result.json") == {}
