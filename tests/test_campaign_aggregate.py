@@ -185,3 +185,28 @@ def test_per_agent_final_returns_show_which_agents_a_method_serves(tmp_path):
     rows[-1]["done"] = False
     (trial / "result.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert per_agent_returns.agent_final_returns(trial / "result.json") == {}
+
+
+def test_a_restored_trial_counts_the_kept_timeline_only(tmp_path):
+    """A trial restored from its checkpoint appends the re-run iterations after the abandoned
+    ones; the curve keeps only the re-run, from Tune's storage and from the archive alike."""
+    storage, out = tmp_path / "runs", tmp_path / "out"
+    trial = storage / "lbf-fups-ppo" / "PPO_lbf_00000"
+    trial.mkdir(parents=True)
+    timeline = list(range(1, 9)) + list(range(5, 13))  # iterations 5-8 abandoned, then re-run from the checkpoint at 4
+    rows = [{"training_iteration": it, "config": {"seed": 0}, "done": i == len(timeline) - 1,
+             "env_runners": {"num_env_steps_sampled_lifetime": 2000 * it + (3 if i >= 8 else 0),
+                             "episode_return_mean": -1.0 if 5 <= it <= 8 and i < 8 else float(it)}}
+            for i, it in enumerate(timeline)]
+    (trial / "result.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (run,) = campaign.read_runs(storage)
+    assert list(run["returns"]) == [float(it) for it in range(1, 13)]  # no abandoned -1.0
+    assert np.all(np.diff(run["steps"]) > 0)
+
+    zigzag = {**run, "steps": np.array([r["env_runners"]["num_env_steps_sampled_lifetime"] for r in rows], float),
+              "returns": np.array([r["env_runners"]["episode_return_mean"] for r in rows], float)}
+    out.mkdir()
+    campaign.write_archive([zigzag], out / campaign.ARCHIVE)  # as archived before the fix
+    (archived,) = campaign.read_archive(out / campaign.ARCHIVE)
+    assert list(archived["returns"]) == list(run["returns"])
+    assert campaign.area_under_curve(archived) == pytest.approx(campaign.area_under_curve(run))
