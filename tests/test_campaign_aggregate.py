@@ -182,6 +182,12 @@ def test_per_agent_final_returns_show_which_agents_a_method_serves(tmp_path):
     finals = per_agent_returns.agent_final_returns(trial / "result.json")
     assert finals == {"agent_0": pytest.approx(18.5), "agent_1": pytest.approx(0.0)}  # last 2 of 20; last 2 of 19
 
+    restored = [{**r, "training_iteration": i + 1} for i, r in enumerate(rows)]
+    abandoned = [{**r, "done": False, "env_runners": {"agent_episode_returns_mean": {"agent_0": -99.0, "agent_1": -99.0}}}
+                 for r in restored[16:]]
+    (trial / "result.json").write_text("\n".join(json.dumps(r) for r in restored[:16] + abandoned + restored[16:]) + "\n")
+    assert per_agent_returns.agent_final_returns(trial / "result.json") == finals  # the re-run replaces the abandoned rows
+
     rows[-1]["done"] = False
     (trial / "result.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert per_agent_returns.agent_final_returns(trial / "result.json") == {}
