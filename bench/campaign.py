@@ -238,7 +238,9 @@ def read_runs(storage: Path) -> List[dict]:
         steps = np.array([r["env_runners"]["num_env_steps_sampled_lifetime"] for r in rows], float)
         returns = np.array([r["env_runners"]["episode_return_mean"] for r in rows], float)
         measured = ~np.isnan(returns)  # NaN: no episode ended in that iteration (C-RWARE's 500-step episodes)
-        steps, returns = drop_abandoned(steps[measured], returns[measured])
+        steps, returns = steps[measured], returns[measured]
+        kept = kept_timeline(steps)
+        steps, returns = steps[kept], returns[kept]
         if not len(returns):
             print(f"left out, no episode ended: {name}/{result_file.parent.name}")
             continue
@@ -252,21 +254,21 @@ def read_runs(storage: Path) -> List[dict]:
     return runs
 
 
-def drop_abandoned(steps: np.ndarray, returns: np.ndarray):
-    """The curve of the timeline that was kept. A trial restored from a checkpoint (``--resume``)
+def kept_timeline(steps: np.ndarray) -> np.ndarray:
+    """Indices of the rows of the timeline that was kept. A trial restored from a checkpoint (``--resume``)
     appends its re-run iterations to result.json after the ones it abandoned, so the env steps go
     back; the abandoned rows (env steps past the restored point, up to half an iteration's
     steps of jitter) are dropped. Without this, the area under the curve and the curves' interpolation
     read a zig-zag."""
     if len(steps) < 2 or np.all(np.diff(steps) > 0):
-        return steps, returns
+        return np.arange(len(steps))
     half_step = 0.5 * np.median(np.diff(steps)[np.diff(steps) > 0])
     keep: List[int] = []
     for i, s in enumerate(steps):
         while keep and steps[keep[-1]] > s - half_step:
             keep.pop()
         keep.append(i)
-    return steps[keep], returns[keep]
+    return np.array(keep, int)
 
 
 def run_key(run: dict) -> tuple:
@@ -278,8 +280,11 @@ def read_archive(path: Path) -> List[dict]:
     if not path.exists():
         return []
     runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    curves = [drop_abandoned(np.array(r["steps"], float), np.array(r["returns"], float)) for r in runs]
-    return [{**r, "steps": steps, "returns": returns} for r, (steps, returns) in zip(runs, curves)]
+    for run in runs:
+        steps, returns = np.array(run["steps"], float), np.array(run["returns"], float)
+        kept = kept_timeline(steps)  # archives written before the restore fix hold abandoned rows
+        run["steps"], run["returns"] = steps[kept], returns[kept]
+    return runs
 
 
 def merge_runs(in_storage: List[dict], archived: List[dict]) -> List[dict]:

@@ -32,13 +32,10 @@ def agent_final_returns(result_file: Path) -> Dict[str, float]:
     rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
     if not rows or rows[-1].get("done") is not True:
         return {}
-    kept: List[dict] = []  # a restored trial re-runs iterations after the abandoned ones (campaign.drop_abandoned)
-    for i, row in enumerate(rows):
-        while kept and kept[-1].get("training_iteration", 0) >= row.get("training_iteration", i + 1):
-            kept.pop()
-        kept.append(row)
+    rows = [r for r in rows if "num_env_steps_sampled_lifetime" in (r.get("env_runners") or {})]
+    steps = np.array([r["env_runners"]["num_env_steps_sampled_lifetime"] for r in rows], float)
     per_agent: Dict[str, List[float]] = {}
-    for row in kept:
+    for row in (rows[i] for i in campaign.kept_timeline(steps)):  # a restored trial's abandoned rows dropped
         for agent, value in ((row.get("env_runners") or {}).get("agent_episode_returns_mean") or {}).items():
             if value == value:  # NaN: no episode of this agent ended in that iteration
                 per_agent.setdefault(agent, []).append(value)

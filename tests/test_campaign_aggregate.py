@@ -175,7 +175,7 @@ def test_per_agent_final_returns_show_which_agents_a_method_serves(tmp_path):
 
     trial = tmp_path / "crware_easy-fups-a2c" / "PPO_crware_00000"
     trial.mkdir(parents=True)
-    rows = [{"done": i == 19, "env_runners": {"agent_episode_returns_mean":
+    rows = [{"done": i == 19, "env_runners": {"num_env_steps_sampled_lifetime": 2000 * (i + 1), "agent_episode_returns_mean":
                                              {"agent_0": float(i), "agent_1": 0.0 if i < 19 else float("nan")}}}
             for i in range(20)]
     (trial / "result.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -183,7 +183,7 @@ def test_per_agent_final_returns_show_which_agents_a_method_serves(tmp_path):
     assert finals == {"agent_0": pytest.approx(18.5), "agent_1": pytest.approx(0.0)}  # last 2 of 20; last 2 of 19
 
     restored = [{**r, "training_iteration": i + 1} for i, r in enumerate(rows)]
-    abandoned = [{**r, "done": False, "env_runners": {"agent_episode_returns_mean": {"agent_0": -99.0, "agent_1": -99.0}}}
+    abandoned = [{**r, "done": False, "env_runners": {**r["env_runners"], "agent_episode_returns_mean": {"agent_0": -99.0, "agent_1": -99.0}}}
                  for r in restored[16:]]
     (trial / "result.json").write_text("\n".join(json.dumps(r) for r in restored[:16] + abandoned + restored[16:]) + "\n")
     assert per_agent_returns.agent_final_returns(trial / "result.json") == finals  # the re-run replaces the abandoned rows
