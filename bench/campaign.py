@@ -77,6 +77,12 @@ SCENARIOS: Dict[str, dict] = {
     # 0.2 delivered per episode), with the easy one it rose to about 1.4.
     "crware_easy": {"env": "crware", "env_config": {"size": "tiny", "n_agents": 4, "n_colours": 2, "difficulty": "easy",
                                                     "max_steps": 500}, "env_steps": 500_000},
+    # A cause experiment, not in the comparison: crware_easy without the per-colour permutation
+    # of the observation, to test whether FuPS serves both colours because the permuted layout
+    # tells a network the agent's colour.
+    "crware_easy_unpermuted": {"env": "crware", "env_config": {"size": "tiny", "n_agents": 4, "n_colours": 2, "difficulty": "easy",
+                                                               "max_steps": 500, "permute_observations": False},
+                               "env_steps": 500_000},
 }
 #: ``--scenarios all``: the comparison (the FuPS check's "crware" is left out).
 COMPARISON = ["bps_v1", "bps_v2", "lbf", "crware_easy"]
@@ -95,11 +101,12 @@ PRETRAINING = {"identity_env_steps": 3_000}  # the default timeline: fit on the 
 
 
 def experiment_config(scenario: str, method: str, algorithm: str, num_env_runners: int, envs_per_runner: int,
-                      rollout_steps: int | None = None):
+                      rollout_steps: int | None = None, num_epochs: int | None = None):
     """The AlgorithmConfig of one (scenario, method); the seed comes from Tune's grid.
 
-    ``rollout_steps`` (A2C only) replaces the papers' 5-step rollouts: a cause experiment's knob
-    (one optimizer step per ``rollout_steps x envs`` env steps, n-step returns over the rollout)."""
+    Two cause experiments' knobs: ``rollout_steps`` (A2C only) replaces the papers' 5-step
+    rollouts (one optimizer step per ``rollout_steps x envs`` env steps, n-step returns over the
+    rollout); ``num_epochs`` (PPO only) replaces PPO's 4 passes over each batch."""
     from ray.rllib.algorithms.ppo import PPOConfig
 
     import rllib_adaps
@@ -121,15 +128,16 @@ def experiment_config(scenario: str, method: str, algorithm: str, num_env_runner
             .reporting(min_sample_timesteps_per_iteration=settings["env_steps_per_result"], min_time_s_per_iteration=0)
         )
     else:
-        config = config.training(**settings["training"])
+        config = config.training(**{**settings["training"], **({"num_epochs": num_epochs} if num_epochs else {})})
     options = dict(PRETRAINING) if method in ("adaps", "seps") else {}
     return rllib_adaps.configure_sharing(config, method, **options)
 
 
 def experiment_name(scenario: str, method: str, algorithm: str, num_env_runners: int, envs_per_runner: int,
-                    rollout_steps: int | None = None) -> str:
+                    rollout_steps: int | None = None, num_epochs: int | None = None) -> str:
     """``{scenario}-{method}-{algorithm}``; an A2C whose update is not the papers' (5-step rollouts
-    of 8 env copies) says so: ``a2c+50x8`` is 50-step rollouts of 8 copies. Its runs then never
+    of 8 env copies) says so: ``a2c+50x8`` is 50-step rollouts of 8 copies; so does a PPO with
+    other than its 4 epochs per batch: ``ppo+1ep``. Their runs then never
     share a name, a table row or a Tune staging folder with the campaign's: two drivers that
     start the same experiment name in the same second share Tune's staging folder (named by
     start time and experiment) and copy each other's trials into their storage."""
@@ -138,6 +146,8 @@ def experiment_name(scenario: str, method: str, algorithm: str, num_env_runners:
         envs = envs_per_runner * max(1, num_env_runners)
         if (rollout, envs) != (ALGORITHMS["a2c"]["rollout_steps"], ALGORITHMS["a2c"]["env_copies"]):
             algorithm = f"a2c+{rollout}x{envs}"
+    elif num_epochs and num_epochs != ALGORITHMS["ppo"]["training"]["num_epochs"]:
+        algorithm = f"ppo+{num_epochs}ep"
     return f"{scenario}-{method}-{algorithm}"
 
 
@@ -177,10 +187,11 @@ def run(args: argparse.Namespace) -> bool:
     storage = str(Path(args.storage).resolve())
     try:
         for scenario, method in itertools.product(args.scenarios, args.methods):
-            name = experiment_name(scenario, method, args.algorithm, args.num_env_runners, args.envs_per_runner, args.rollout_steps)
+            name = experiment_name(scenario, method, args.algorithm, args.num_env_runners, args.envs_per_runner,
+                                   args.rollout_steps, args.num_epochs)
             path = Path(storage) / name
             config = experiment_config(scenario, method, args.algorithm, args.num_env_runners, args.envs_per_runner,
-                                       args.rollout_steps)
+                                       args.rollout_steps, args.num_epochs)
             config.debugging(seed=tune.grid_search(seeds))
             if path.exists() and tune.Tuner.can_restore(str(path)):
                 if not args.resume:
@@ -492,6 +503,9 @@ def main() -> None:
     run_parser.add_argument("--rollout-steps", type=int, default=None,
                             help="A2C: env steps per rollout and update (default 5, the papers'); for cause experiments, "
                                  "named apart from the campaign's (e.g. bps_v1-adaps-a2c+50x8)")
+    run_parser.add_argument("--num-epochs", type=int, default=None,
+                            help="PPO: passes over each batch (default 4); for cause experiments, named apart "
+                                 "(e.g. bps_v1-adaps-ppo+1ep)")
     run_parser.add_argument("--checkpoint-every", type=int, default=20, help="iterations between checkpoints")
     run_parser.add_argument("--address", default=None, help="a Ray cluster (default: a local Ray instance)")
     run_parser.add_argument("--resume", action="store_true")
@@ -509,6 +523,8 @@ def main() -> None:
             parser.error(f"unknown scenarios or methods: {sorted(unknown)}")
         if args.rollout_steps is not None and args.algorithm != "a2c":
             parser.error("--rollout-steps sets A2C's rollouts; PPO's batch is ALGORITHMS['ppo']")
+        if args.num_epochs is not None and (args.algorithm != "ppo" or args.num_epochs < 1):
+            parser.error("--num-epochs sets PPO's passes over each batch (a positive integer); A2C takes one step per batch")
         if not run(args):
             return  # no statistics of a campaign cut short
     for row in aggregate(Path(args.storage), Path(args.out), reps=args.reps, min_seeds=args.min_seeds):

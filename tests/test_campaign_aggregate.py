@@ -168,6 +168,18 @@ def test_a2c_rollouts_set_the_update_size():
     assert campaign.experiment_name("bps_v1", "fups_id", "ppo", 2, 80) == "bps_v1-fups_id-ppo"
 
 
+def test_ppo_epochs_knob_changes_the_passes_alone():
+    """A cause experiment's --num-epochs: PPO's passes over each batch change, nothing else, and the
+    runs are named apart from the campaign's."""
+    papers = campaign.experiment_config("bps_v1", "adaps", "ppo", num_env_runners=0, envs_per_runner=8)
+    one = campaign.experiment_config("bps_v1", "adaps", "ppo", num_env_runners=0, envs_per_runner=8, num_epochs=1)
+    assert (papers.num_epochs, one.num_epochs) == (4, 1)
+    assert (one.train_batch_size_per_learner, one.minibatch_size, one.lr) == (
+        papers.train_batch_size_per_learner, papers.minibatch_size, papers.lr)
+    assert campaign.experiment_name("bps_v1", "adaps", "ppo", 0, 8, num_epochs=1) == "bps_v1-adaps-ppo+1ep"
+    assert campaign.experiment_name("bps_v1", "adaps", "ppo", 0, 8, num_epochs=4) == "bps_v1-adaps-ppo"
+
+
 def test_per_agent_final_returns_show_which_agents_a_method_serves(tmp_path):
     """bench/per_agent_returns.py: an agent's final return is the mean of its last 10% of measured
     iterations (NaN ones skipped); unfinished trials are left out, as in the aggregate."""
