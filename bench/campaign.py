@@ -101,12 +101,14 @@ PRETRAINING = {"identity_env_steps": 3_000}  # the default timeline: fit on the 
 
 
 def experiment_config(scenario: str, method: str, algorithm: str, num_env_runners: int, envs_per_runner: int,
-                      rollout_steps: int | None = None, num_epochs: int | None = None):
+                      rollout_steps: int | None = None, num_epochs: int | None = None, plain_loss: bool = False):
     """The AlgorithmConfig of one (scenario, method); the seed comes from Tune's grid.
 
-    Two cause experiments' knobs: ``rollout_steps`` (A2C only) replaces the papers' 5-step
+    Cause experiments' knobs: ``rollout_steps`` (A2C only) replaces the papers' 5-step
     rollouts (one optimizer step per ``rollout_steps x envs`` env steps, n-step returns over the
-    rollout); ``num_epochs`` (PPO only) replaces PPO's 4 passes over each batch."""
+    rollout); ``num_epochs`` (PPO only) replaces PPO's 4 passes over each batch; ``plain_loss``
+    (PPO only) drops RLlib PPO's KL penalty and value-loss clipping, as ``a2c_settings`` does
+    (the clipped ratio stays)."""
     from ray.rllib.algorithms.ppo import PPOConfig
 
     import rllib_adaps
@@ -129,15 +131,18 @@ def experiment_config(scenario: str, method: str, algorithm: str, num_env_runner
         )
     else:
         config = config.training(**{**settings["training"], **({"num_epochs": num_epochs} if num_epochs else {})})
+        if plain_loss:
+            config = config.training(use_kl_loss=False, kl_coeff=0.0, vf_clip_param=float("inf"))
     options = dict(PRETRAINING) if method in ("adaps", "seps") else {}
     return rllib_adaps.configure_sharing(config, method, **options)
 
 
 def experiment_name(scenario: str, method: str, algorithm: str, num_env_runners: int, envs_per_runner: int,
-                    rollout_steps: int | None = None, num_epochs: int | None = None) -> str:
+                    rollout_steps: int | None = None, num_epochs: int | None = None, plain_loss: bool = False) -> str:
     """``{scenario}-{method}-{algorithm}``; an A2C whose update is not the papers' (5-step rollouts
     of 8 env copies) says so: ``a2c+50x8`` is 50-step rollouts of 8 copies; so does a PPO with
-    other than its 4 epochs per batch: ``ppo+1ep``. Their runs then never
+    other than its 4 epochs per batch, ``ppo+1ep``, or without its KL penalty and value-loss
+    clipping, ``ppo+plain`` (``ppo+1ep+plain``: both). Their runs then never
     share a name, a table row or a Tune staging folder with the campaign's: two drivers that
     start the same experiment name in the same second share Tune's staging folder (named by
     start time and experiment) and copy each other's trials into their storage."""
@@ -146,8 +151,11 @@ def experiment_name(scenario: str, method: str, algorithm: str, num_env_runners:
         envs = envs_per_runner * max(1, num_env_runners)
         if (rollout, envs) != (ALGORITHMS["a2c"]["rollout_steps"], ALGORITHMS["a2c"]["env_copies"]):
             algorithm = f"a2c+{rollout}x{envs}"
-    elif num_epochs and num_epochs != ALGORITHMS["ppo"]["training"]["num_epochs"]:
-        algorithm = f"ppo+{num_epochs}ep"
+    else:
+        if num_epochs and num_epochs != ALGORITHMS["ppo"]["training"]["num_epochs"]:
+            algorithm += f"+{num_epochs}ep"
+        if plain_loss:
+            algorithm += "+plain"
     return f"{scenario}-{method}-{algorithm}"
 
 
@@ -188,10 +196,10 @@ def run(args: argparse.Namespace) -> bool:
     try:
         for scenario, method in itertools.product(args.scenarios, args.methods):
             name = experiment_name(scenario, method, args.algorithm, args.num_env_runners, args.envs_per_runner,
-                                   args.rollout_steps, args.num_epochs)
+                                   args.rollout_steps, args.num_epochs, args.plain_loss)
             path = Path(storage) / name
             config = experiment_config(scenario, method, args.algorithm, args.num_env_runners, args.envs_per_runner,
-                                       args.rollout_steps, args.num_epochs)
+                                       args.rollout_steps, args.num_epochs, args.plain_loss)
             config.debugging(seed=tune.grid_search(seeds))
             if path.exists() and tune.Tuner.can_restore(str(path)):
                 if not args.resume:
@@ -506,6 +514,9 @@ def main() -> None:
     run_parser.add_argument("--num-epochs", type=int, default=None,
                             help="PPO: passes over each batch (default 4); for cause experiments, named apart "
                                  "(e.g. bps_v1-adaps-ppo+1ep)")
+    run_parser.add_argument("--plain-loss", action="store_true",
+                            help="PPO without its KL penalty and value-loss clipping (a2c_settings' loss; the clipped "
+                                 "ratio stays); for cause experiments, named apart (e.g. bps_v1-adaps-ppo+1ep+plain)")
     run_parser.add_argument("--checkpoint-every", type=int, default=20, help="iterations between checkpoints")
     run_parser.add_argument("--address", default=None, help="a Ray cluster (default: a local Ray instance)")
     run_parser.add_argument("--resume", action="store_true")
@@ -525,6 +536,8 @@ def main() -> None:
             parser.error("--rollout-steps sets A2C's rollouts; PPO's batch is ALGORITHMS['ppo']")
         if args.num_epochs is not None and (args.algorithm != "ppo" or args.num_epochs < 1):
             parser.error("--num-epochs sets PPO's passes over each batch (a positive integer); A2C takes one step per batch")
+        if args.plain_loss and args.algorithm != "ppo":
+            parser.error("--plain-loss changes PPO's loss; A2C's (a2c_settings) is already plain")
         if not run(args):
             return  # no statistics of a campaign cut short
     for row in aggregate(Path(args.storage), Path(args.out), reps=args.reps, min_seeds=args.min_seeds):

@@ -168,9 +168,9 @@ def test_a2c_rollouts_set_the_update_size():
     assert campaign.experiment_name("bps_v1", "fups_id", "ppo", 2, 80) == "bps_v1-fups_id-ppo"
 
 
-def test_ppo_epochs_knob_changes_the_passes_alone():
-    """A cause experiment's --num-epochs: PPO's passes over each batch change, nothing else, and the
-    runs are named apart from the campaign's."""
+def test_ppo_cause_knobs_change_what_they_say_alone():
+    """Cause experiments' --num-epochs (PPO's passes over each batch) and --plain-loss (no KL penalty,
+    no value-loss clipping) change that alone, and the runs are named apart from the campaign's."""
     papers = campaign.experiment_config("bps_v1", "adaps", "ppo", num_env_runners=0, envs_per_runner=8)
     one = campaign.experiment_config("bps_v1", "adaps", "ppo", num_env_runners=0, envs_per_runner=8, num_epochs=1)
     assert (papers.num_epochs, one.num_epochs) == (4, 1)
@@ -178,6 +178,11 @@ def test_ppo_epochs_knob_changes_the_passes_alone():
         papers.train_batch_size_per_learner, papers.minibatch_size, papers.lr)
     assert campaign.experiment_name("bps_v1", "adaps", "ppo", 0, 8, num_epochs=1) == "bps_v1-adaps-ppo+1ep"
     assert campaign.experiment_name("bps_v1", "adaps", "ppo", 0, 8, num_epochs=4) == "bps_v1-adaps-ppo"
+    plain = campaign.experiment_config("bps_v1", "adaps", "ppo", num_env_runners=0, envs_per_runner=8, num_epochs=1, plain_loss=True)
+    assert (plain.use_kl_loss, plain.kl_coeff, plain.vf_clip_param) == (False, 0.0, float("inf"))
+    assert (papers.use_kl_loss, papers.vf_clip_param) == (True, 10.0)  # RLlib's PPO defaults, as the campaign ran
+    assert (plain.num_epochs, plain.minibatch_size, plain.clip_param) == (1, papers.minibatch_size, papers.clip_param)
+    assert campaign.experiment_name("bps_v1", "adaps", "ppo", 0, 8, num_epochs=1, plain_loss=True) == "bps_v1-adaps-ppo+1ep+plain"
 
 
 def test_per_agent_final_returns_show_which_agents_a_method_serves(tmp_path):
