@@ -1,4 +1,4 @@
-"""Why AdaPS learns BPS v1 early under PPO but late under the papers' A2C: update size, horizon or epochs?
+"""Why AdaPS learns BPS v1 early under PPO but late under the papers' A2C: update size, horizon, epochs or loss?
 
     python bench/campaign.py run --scenarios bps_v1 --algorithm a2c --num-env-runners 0 --methods adaps \\
         --envs-per-runner 80 --storage results/cause_a2c_batch --out docs/results/cause_a2c_batch    # a2c+5x80
@@ -6,9 +6,11 @@
         --rollout-steps 50 --storage results/cause_a2c_batch --out docs/results/cause_a2c_batch      # a2c+50x8
     python bench/campaign.py run --scenarios bps_v1 --algorithm ppo --num-epochs 1 --num-env-runners 0 --methods adaps \\
         --storage results/cause_ppo_epochs --out docs/results/cause_ppo_epochs                       # ppo+1ep
+    python bench/campaign.py run --scenarios bps_v1 --algorithm ppo --num-epochs 1 --plain-loss --num-env-runners 0 \\
+        --methods adaps --storage results/cause_ppo_epochs --out docs/results/cause_ppo_epochs       # ppo+1ep+plain
     python bench/cause_a2c_batch.py
 
-Five protocols, AdaPS, the campaign's other settings and seeds:
+Six protocols, AdaPS, the campaign's other settings and seeds:
 - the papers' A2C: 5-step rollouts of 8 envs, one update per 40 env steps (campaign);
 - 80 envs: 5-step rollouts of 80 envs, one update per 400 env steps (bigger update, same
   5-step returns);
@@ -16,7 +18,9 @@ Five protocols, AdaPS, the campaign's other settings and seeds:
   400 env steps (bigger update, returns over the whole episode);
 - PPO: 2,000-env-step batches (250-step rollouts), minibatches of 500 env steps, 4 epochs
   (campaign);
-- PPO with 1 epoch: the same, each sample used in one optimizer step (4 per batch instead of 16).
+- PPO with 1 epoch: the same, each sample used in one optimizer step (4 per batch instead of 16);
+- PPO with 1 epoch and a plain loss: also without RLlib PPO's KL penalty and value-loss
+  clipping (as ``a2c_settings``); the clipped ratio stays.
 Reads the runs' archives (``runs.jsonl``: the campaign's and this experiment's), writes
 ``protocols.csv`` and ``curves_protocols.png`` beside this experiment's own aggregate.
 """
@@ -39,6 +43,7 @@ PROTOCOLS = {  # label: (archive, algorithm)
     "a2c, 50-step rollouts, 400/update": (OUT, "a2c+50x8"),
     "ppo, 500/minibatch, 4 epochs": (campaign.DEFAULT_OUT, "ppo"),
     "ppo, 500/minibatch, 1 epoch": (EPOCHS_OUT, "ppo+1ep"),
+    "ppo, 1 epoch, no KL, no vf clip": (EPOCHS_OUT, "ppo+1ep+plain"),
 }
 
 
@@ -62,7 +67,7 @@ def main(scenario: str = "bps_v1", method: str = "adaps", reps: int = 2000) -> N
                      "auc_iqm": round(float(area[k][0]), 1), "auc_low": round(float(area_ci[k][0][0]), 1), "auc_high": round(float(area_ci[k][1][0]), 1)})
         print(", ".join(f"{f}={v}" for f, v in rows[-1].items()))
     campaign.write_csv(OUT / "protocols.csv", rows, list(rows[0]))
-    campaign.plot_curves(by_protocol, OUT / "curves_protocols.png", f"{method} on {scenario}: update size, horizon, epochs", reps)
+    campaign.plot_curves(by_protocol, OUT / "curves_protocols.png", f"{method} on {scenario}: update size, horizon, epochs, loss", reps)
 
 
 if __name__ == "__main__":
