@@ -9,7 +9,8 @@
 (``experiment_name``), each a grid over the seeds; every trial is a normal Tune trial
 (result.json, progress.csv, TensorBoard files, checkpoints) under ``--storage``. Experiments run one after another; on a cluster the
 seeds of one experiment run at once. ``--resume`` restores unfinished experiments with Tune's
-own ``Tuner.restore`` and skips finished ones. Ctrl-C: Tune saves the trials, and the driver
+own ``Tuner.restore`` and skips finished ones; without it an experiment already in storage
+is left alone (listed again at the end). Ctrl-C: Tune saves the trials, and the driver
 stops without starting the next experiment or aggregating.
 
 Settings are fixed before any run and equal for every method (``SCENARIOS``, ``ALGORITHMS``):
@@ -193,6 +194,7 @@ def run(args: argparse.Namespace) -> bool:
     seeds = [int(s) for s in args.seeds.split(",")]
     check_seeds_independent(seeds, args.num_env_runners, args.envs_per_runner)
     storage = str(Path(args.storage).resolve())
+    skipped = []  # experiments that exist in storage, left alone without --resume
     try:
         for scenario, method in itertools.product(args.scenarios, args.methods):
             name = experiment_name(scenario, method, args.algorithm, args.num_env_runners, args.envs_per_runner,
@@ -204,6 +206,7 @@ def run(args: argparse.Namespace) -> bool:
             if path.exists() and tune.Tuner.can_restore(str(path)):
                 if not args.resume:
                     print(f"{name}: exists at {path}; pass --resume to continue it, or choose another --storage")
+                    skipped.append(name)
                     continue
                 tuner = tune.Tuner.restore(str(path), trainable=config.algo_class, param_space=config, resume_errored=True)
             else:
@@ -228,6 +231,8 @@ def run(args: argparse.Namespace) -> bool:
                 print(f"{name}: interrupted ({finished} of {len(results)} trials finished); "
                       "run again with --resume to continue", flush=True)
                 return False
+        if skipped:  # repeated at the end: the line at the start scrolls away under Tune's tables
+            print(f"Skipped, already in {storage} (pass --resume to continue them): {', '.join(skipped)}", flush=True)
         return True
     finally:
         ray.shutdown()

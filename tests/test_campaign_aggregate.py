@@ -1,7 +1,8 @@
 """The campaign's statistics read Tune's result files and come from rliable (bench/campaign.py).
 
-The Tune runs themselves are too long for the suite; here two methods' result.json files are
-written in Tune's layout with returns whose ordering is known, and the aggregation must find it.
+The campaign's Tune runs are too long for the suite (one smoke run of `run`:
+test_campaign_run.py); here two methods' result.json files are written in Tune's layout with
+returns whose ordering is known, and the aggregation must find it.
 """
 
 import csv
