@@ -113,6 +113,7 @@ def experiment_config(scenario: str, method: str, algorithm: str, num_env_runner
     from ray.rllib.algorithms.ppo import PPOConfig
 
     import rllib_adaps
+    from rllib_adaps.sharing import PLAIN_LOSS
 
     spec = SCENARIOS[scenario]
     config = (
@@ -131,9 +132,11 @@ def experiment_config(scenario: str, method: str, algorithm: str, num_env_runner
             .reporting(min_sample_timesteps_per_iteration=settings["env_steps_per_result"], min_time_s_per_iteration=0)
         )
     else:
-        config = config.training(**{**settings["training"], **({"num_epochs": num_epochs} if num_epochs else {})})
+        config = config.training(**settings["training"])
+        if num_epochs:
+            config = config.training(num_epochs=num_epochs)
         if plain_loss:
-            config = config.training(use_kl_loss=False, kl_coeff=0.0, vf_clip_param=float("inf"))
+            config = config.training(**PLAIN_LOSS)
     options = dict(PRETRAINING) if method in ("adaps", "seps") else {}
     return rllib_adaps.configure_sharing(config, method, **options)
 

@@ -261,6 +261,11 @@ def _with_user_connector(config: AlgorithmConfig, ours: AgentIndexConnector):
     return _ChainedConnectors(user, ours)
 
 
+#: PPO's loss without its extra terms: no KL penalty, value loss unclipped. Part of
+#: ``a2c_settings``; the campaign's cause experiments apply it to PPO alone (``--plain-loss``).
+PLAIN_LOSS = {"use_kl_loss": False, "kl_coeff": 0.0, "vf_clip_param": float("inf")}
+
+
 def a2c_settings(
     config: AlgorithmConfig,
     *,
@@ -286,8 +291,6 @@ def a2c_settings(
         vf_loss_coeff=vf_loss_coeff,
         num_epochs=1,
         minibatch_size=None,
-        use_kl_loss=False,
-        kl_coeff=0.0,
-        vf_clip_param=float("inf"),
         grad_clip=None,
+        **PLAIN_LOSS,
     )
