@@ -17,7 +17,7 @@ import time
 import numpy as np
 import supersuit
 
-from rllib_adaps.connectors import AgentIndexObservations
+from rllib_adaps.rllib.connectors import AgentIndexObservations
 from rllib_adaps.envs import make_parallel_env
 
 

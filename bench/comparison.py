@@ -18,8 +18,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 import numpy as np
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
-from rllib_adaps.callback import RESULT_KEY, SHARING_KEY
-from rllib_adaps.sharing import configure_sharing
+from rllib_adaps.rllib.callback import RESULT_KEY, SHARING_KEY
+from rllib_adaps.rllib.configure import configure_sharing
 
 CURVE_FIELDS = ["scenario", "method", "seed", "iteration", "env_steps", "episode_return_mean", "seconds"]
 

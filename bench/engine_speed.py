@@ -34,7 +34,7 @@ def build(method: str, agents: int, types: int, batch: int):
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
     import rllib_adaps
-    from rllib_adaps.identity import IdentityResult
+    from rllib_adaps.core.identity import IdentityResult
 
     config = (
         PPOConfig()

@@ -133,7 +133,7 @@ def env_only(steps: int) -> None:
     import supersuit
 
     from rllib_adaps.envs import make_parallel_env
-    from rllib_adaps.fast_path import SlotVectorEnv
+    from rllib_adaps.rllib.fast_path import SlotVectorEnv
 
     print(f"vector envs alone, {COPIES} copies, random valid actions, {steps} vector steps; us per agent step (median of 3)")
     print(f"{'scenario':10} {'SlotVectorEnv':>14} {'SuperSuit':>10} {'ParallelEnv loop':>17}")

@@ -11,7 +11,7 @@ automatically. Reports the adjusted Rand index (ARI) of the clusters against the
 number of env steps collected (the callback's ``identity_env_steps``); every agent acts in
 every step. Single-threaded torch, no Ray; not CI.
 
-``--criteria`` also scores every K criterion of ``rllib_adaps.identity.select_num_clusters``
+``--criteria`` also scores every K criterion of ``bench/k_criteria.py``
 on the same identity vectors, and the ARI with the true K given, which bounds what any
 criterion can reach; it writes both tables.
 """
@@ -28,7 +28,9 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from rllib_adaps.envs import make_parallel_env
-from rllib_adaps.identity import K_CRITERIA, cluster_identities_with_selection, fit_identities
+from k_criteria import K_CRITERIA  # noqa: E402 (bench/ is on sys.path when run as a script)
+from rllib_adaps.core.clustering import cluster_identities
+from rllib_adaps.core.identity import fit_identities
 
 SCENARIOS = {
     "bps_v1": ("bps", {"preset": "v1"}),
@@ -134,14 +136,13 @@ def main() -> None:
             ks.setdefault("default", []).append(result.num_clusters)
             if args.criteria:
                 groups = result.space_groups
-                labels, *_ = cluster_identities_with_selection(result.identities, true_k, seed, groups=groups)
+                labels = cluster_identities(result.identities, true_k, seed, groups=groups).labels
                 aris.setdefault("true K", []).append(adjusted_rand_score(types, labels))
                 ks.setdefault("true K", []).append(true_k)
-                for criterion in K_CRITERIA:
-                    labels, _, k, _, _ = cluster_identities_with_selection(
-                        result.identities, None, seed, criterion=criterion, groups=groups)
-                    aris.setdefault(criterion, []).append(adjusted_rand_score(types, labels))
-                    ks.setdefault(criterion, []).append(k)
+                for criterion, select in K_CRITERIA.items():
+                    clustering = cluster_identities(result.identities, None, seed, groups=groups, select=select)
+                    aris.setdefault(criterion, []).append(adjusted_rand_score(types, clustering.labels))
+                    ks.setdefault(criterion, []).append(clustering.num_clusters)
         per_seed = " ".join(f"{a:.2f}" for a in aris["default"])
         emit(f"{name:14s} {len(types):6d} {true_k:6d} {np.mean(aris['default']):8.2f}  {per_seed:28s} "
              f"{','.join(map(str, ks['default'])):16s} {np.mean(seconds):5.1f}")

@@ -21,8 +21,8 @@ from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 import rllib_adaps
-from rllib_adaps.callback import RESULT_KEY
-from rllib_adaps.module_ids import engine_module
+from rllib_adaps.rllib.callback import RESULT_KEY
+from rllib_adaps.rllib.module_ids import engine_module
 
 
 class StaleModuleProbe(RLlibCallback):

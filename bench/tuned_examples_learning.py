@@ -21,7 +21,7 @@ OUT = ROOT / "docs" / "results"
 def run(name: str, storage: Path) -> dict:
     path = ROOT / "tuned_examples" / f"{name}.yaml"
     start = time.perf_counter()
-    command = [sys.executable, "-m", "rllib_adaps.cli", "train", "file", str(path), "--storage-path", str(storage)]
+    command = [sys.executable, "-m", "rllib_adaps.app.cli", "train", "file", str(path), "--storage-path", str(storage)]
     proc = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     experiment = next(iter(yaml.safe_load(path.read_text())))

@@ -1,5 +1,12 @@
 """rllib-adaps: adaptive (AdaPS) and selective (SePS) parameter sharing for RLlib.
 
+Layers, each importing only those below it:
+- ``core``: the math (grouped layers, neuron masks, identity VAE, clustering, option parsing),
+  no Ray;
+- ``methods`` and ``envs``: the six sharing methods with ``SharingSpec``, and the benchmark envs;
+- ``rllib``: the RLModule, its callback, connectors, the fast path, ``configure_sharing``;
+- ``app``: the ``rllib`` command, experiment files, evaluation.
+
 Importing the package registers its envs (``lbf``, ``crware``, ``bps``) with Ray Tune when Ray
 is already imported (``from ray.rllib... import ...`` first, as usual); otherwise at the first
 use of any name of the package. Names are imported on first use, so the ``rllib`` command's
@@ -7,28 +14,36 @@ help pages answer without importing Ray.
 """
 
 import importlib
+import logging
 import sys
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
+
+# A library leaves logging to the application (the ``rllib`` command sets up its own output).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _EXPORTS = {
-    "AdaPSModule": "rllib_adaps.engine",
-    "ParameterSharingModule": "rllib_adaps.engine",
-    "AgentIndexConnector": "rllib_adaps.connectors",
-    "AgentIndexObservations": "rllib_adaps.connectors",
-    "AgentModuleMapping": "rllib_adaps.mapping",
-    "CheckpointMismatchError": "rllib_adaps.multi_module",
-    "FastPathEnvRunner": "rllib_adaps.fast_path",
-    "SlotVectorEnv": "rllib_adaps.fast_path",
-    "sharing_module_id": "rllib_adaps.module_ids",
-    "IdentityPretrainingCallback": "rllib_adaps.callback",
-    "SharingCallback": "rllib_adaps.callback",
+    "AdaPSModule": "rllib_adaps.rllib.module",
+    "ParameterSharingModule": "rllib_adaps.rllib.module",
+    "AgentIndexConnector": "rllib_adaps.rllib.connectors",
+    "AgentIndexObservations": "rllib_adaps.rllib.connectors",
+    "AgentModuleMapping": "rllib_adaps.rllib.mapping",
+    "CheckpointMismatchError": "rllib_adaps.rllib.checkpoints",
+    "FastPathEnvRunner": "rllib_adaps.rllib.fast_path",
+    "SlotVectorEnv": "rllib_adaps.rllib.fast_path",
+    "sharing_module_id": "rllib_adaps.rllib.module_ids",
+    "SharingCallback": "rllib_adaps.rllib.callback",
+    "a2c_settings": "rllib_adaps.rllib.configure",
+    "configure_sharing": "rllib_adaps.rllib.configure",
+    "PLAIN_LOSS": "rllib_adaps.rllib.configure",
     "METHODS": "rllib_adaps.methods",
+    "SharingSpec": "rllib_adaps.methods",
     "PretrainingOptions": "rllib_adaps.methods",
+    "AdaPSOptions": "rllib_adaps.methods",
+    "SNPOptions": "rllib_adaps.methods",
+    "VAEOptions": "rllib_adaps.methods",
     "SharingOptionError": "rllib_adaps.methods",
     "get_method": "rllib_adaps.methods",
-    "a2c_settings": "rllib_adaps.sharing",
-    "configure_sharing": "rllib_adaps.sharing",
     "register_envs": "rllib_adaps.envs",
 }
 __all__ = sorted(_EXPORTS)

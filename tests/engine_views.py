@@ -1,7 +1,7 @@
 """Reading the one engine module's tables and weights on Learners and EnvRunners (test helper).
 
 Works on both paths: the module id is ``shared`` on the multi-agent path and ``default_policy``
-on the fast path (``rllib_adaps.module_ids``); every view records which (``module_id``).
+on the fast path (``rllib_adaps.rllib.module_ids``); every view records which (``module_id``).
 """
 
 import sys
@@ -9,15 +9,15 @@ import sys
 import numpy as np
 from ray import cloudpickle
 
-from rllib_adaps.module_ids import engine_module, sharing_module_id
-from rllib_adaps.rllib_shims import foreach_learner
+from rllib_adaps.rllib.module_ids import engine_module, sharing_module_id
+from rllib_adaps.rllib.shims import foreach_learner
 
 # The readers run inside Learner and EnvRunner actors, which cannot import this test helper.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 TABLES = ("agent_slice", "agent_mask", "agent_cluster", "mask_table")
 #: A short VAE fit for tests that check where tables go, not how good the clusters are.
-QUICK_FIT = {"vae_min_updates": 150, "vae_epochs": 2}
+QUICK_FIT = {"vae": {"min_updates": 150, "epochs": 2}}
 VIEW_KEYS = ("module_ids", "module_id", "mapping", "has_critic")
 
 

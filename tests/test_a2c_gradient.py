@@ -10,7 +10,7 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 import rllib_adaps  # noqa: F401  (registers the envs)
 from engine_views import learner_views, module_id
 from rllib_adaps import a2c_settings, configure_sharing
-from rllib_adaps.rllib_shims import foreach_learner
+from rllib_adaps.rllib.shims import foreach_learner
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 

@@ -8,7 +8,7 @@ from ray.rllib.algorithms.impala import IMPALAConfig
 
 import rllib_adaps
 from engine_views import QUICK_FIT, learner_views, runner_views
-from rllib_adaps.callback import RESULT_KEY
+from rllib_adaps.rllib.callback import RESULT_KEY
 
 
 # APPO on the fast path, IMPALA on RLlib's multi-agent path (both paths stay covered).

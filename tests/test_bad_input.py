@@ -4,6 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from ray.rllib.algorithms.ppo import PPOConfig
+from pettingzoo import ParallelEnv
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 import rllib_adaps
@@ -46,22 +47,24 @@ def own(env_config=None):
         (bps, "adapss", {}, "Unknown sharing method 'adapss'. Did you mean 'adaps'"),
         (bps, "adaps", {"mask_threshold": 0.0}, "lambda must be in \\(0, 1\\)"),
         (bps, "adaps", {"mask_threshold": 1.2}, "lambda must be in \\(0, 1\\)"),
-        (bps, "seps", {"num_clusters": 0}, "num_clusters \\(K\\) must be in \\[1, 3\\]"),
+        (bps, "seps", {"num_clusters": 0}, "num_clusters must be an int >= 1 or None, got 0"),
         (bps, "seps", {"num_clusters": 4}, "num_clusters \\(K\\) must be in \\[1, 3\\]"),
-        (bps, "adaps", {"shared_training_env_steps": -1}, "shared_training_env_steps must be >= 0"),
-        (bps, "seps", {"pretrain_env_steps": 20_000}, "'pretrain_env_steps' is now 'shared_training_env_steps'.*default is 0"),
-        (bps, "adaps", {"delay_env_steps": 100}, "'delay_env_steps' was merged into 'shared_training_env_steps'"),
-        (bps, "adaps", {"identity_env_steps": -5}, "identity_env_steps must be >= 1"),
-        (bps, "adaps", {"z_dim": 0}, "z_dim must be >= 1"),
-        (bps, "adaps", {"kl_weight": -1.0}, "kl_weight must be >= 0"),
-        (bps, "adaps", {"reconstruct": ["state"]}, "reconstruct must be a non-empty subset"),
-        (bps, "adaps", {"recluster_every_env_steps": 0}, "recluster_every_env_steps must be >= 1"),
-        (bps, "seps", {"identity_leaks": "ignore"}, "identity_leaks must be one of \\('reconstruct', 'drop', 'read'\\)"),
-        (bps, "adaps", {"drop_identity_leaks": True}, "'drop_identity_leaks' is now 'identity_leaks'.*'drop' \\(the old True\\)"),
+        (bps, "adaps", {"shared_training_env_steps": -1}, "shared_training_env_steps must be an int >= 0"),
+        (bps, "adaps", {"identity_env_steps": -5}, "identity_env_steps must be an int >= 1"),
+        (bps, "adaps", {"identity_env_steps": 3000.5}, "identity_env_steps must be an int >= 1"),
+        (bps, "adaps", {"vae": {"z_dim": 0}}, "vae.z_dim must be an int >= 1"),
+        (bps, "adaps", {"vae": {"kl_weight": -1.0}}, "vae.kl_weight must be >= 0"),
+        (bps, "adaps", {"vae": {"reconstruct": ["state"]}}, "vae.reconstruct must be a non-empty subset"),
+        (bps, "adaps", {"vae": 3}, "Options of vae must be a mapping"),
+        (bps, "adaps", {"z_dim": 4}, "Unknown option 'z_dim' for sharing method 'adaps'"),
+        (bps, "adaps", {"recluster_every_env_steps": 0}, "recluster_every_env_steps must be an int >= 1 or None"),
+        (bps, "seps", {"vae": {"identity_leaks": "ignore"}}, "identity_leaks must be one of \\('reconstruct', 'drop', 'read'\\)"),
         (bps, "adaps", {"n_clusters": 3},
-         "Unknown option\\(s\\) for sharing method 'adaps': 'n_clusters' \\(did you mean 'num_clusters'\\?\\); valid options: .*'mask_seed'"),
-        (bps, "fups", {"num_clusters": 3}, "sharing method 'fups': 'num_clusters'; it takes no options"),
-        (bps, "snp", {"pruning_rate": 1.0}, "pruning_rate must be in \\[0, 1\\)"),
+         "Unknown option 'n_clusters' for sharing method 'adaps'. Did you mean 'num_clusters'\\? \\(valid options: .*mask_seed"),
+        (bps, "fups", {"num_clusters": 3}, "Unknown option 'num_clusters' for sharing method 'fups'. \\(it takes no options\\)"),
+        (bps, "adaps", {"mask_threshold": "0.3"}, "mask_threshold must be a number"),
+        (bps, "snp", {"masked_networks": "actor"}, "masked_networks must be a list such as \\['actor'\\], got the string 'actor'"),
+        (bps, "snp", {"pruning_rate": 1.0}, "pruning_rate must be a number in \\[0, 1\\)"),
         (bps, "adaps", {"masked_networks": ["policy"]}, "masked_networks must be a non-empty subset"),
         (lambda: own({"obs_dims": [4, 6, 4]}), "adaps", {"pad_observations": False}, "observation sizes \\[4, 6\\].*pad_observations=True"),
         (lambda: own({"continuous": True}), "fups", {}, "only Discrete action spaces are supported"),
@@ -74,6 +77,11 @@ def own(env_config=None):
 def test_configure_sharing_refuses(config, method, options, message):
     with pytest.raises(ValueError, match=message):
         configure_sharing(config(), method, **options)
+
+
+def test_a_config_that_is_not_an_algorithm_config_is_named():
+    with pytest.raises(TypeError, match="configure_sharing takes an AlgorithmConfig .* got dict"):
+        configure_sharing({"env": "bps"}, "fups")
 
 
 def test_padding_makes_different_observation_sizes_share_one_network():
@@ -93,8 +101,77 @@ def test_agent_appearing_after_setup_is_a_clear_error():
         connector.recompute_output_observation_space(space, None)
 
 
-def test_callback_refuses_bad_method_and_options():
-    with pytest.raises(ValueError, match="Unknown sharing method 'adapss'. Did you mean 'adaps'"):
-        rllib_adaps.IdentityPretrainingCallback(method="adapss")
-    with pytest.raises(ValueError, match="Unknown option\\(s\\) for sharing method 'adaps': 'clusters' \\(did you mean 'num_clusters'"):
-        rllib_adaps.IdentityPretrainingCallback.configured(method="adaps", clusters=3)
+def test_callback_takes_no_options_of_its_own():
+    """The callback reads the method and options from the module, so none can disagree with it."""
+    with pytest.raises(TypeError, match="SharingCallback takes no arguments.*model_config"):
+        rllib_adaps.SharingCallback(method="adaps", mask_threshold=0.8)
+
+
+def test_sharing_options_in_model_config_are_refused_on_the_configure_route():
+    config = bps().rl_module(model_config={"mask_threshold": 0.8})
+    with pytest.raises(ValueError, match="model_config holds \\['mask_threshold'\\].*pass the method and its options to configure_sharing"):
+        configure_sharing(config, "adaps")
+
+
+class BoxActions(ParallelEnv):
+    """A PettingZoo env with continuous actions whose step reads ``action.shape``, as mpe2's do:
+    stepped with an integer it fails inside the env."""
+
+    metadata = {"name": "box_actions"}
+
+    def __init__(self):
+        self.possible_agents = ["a", "b", "c"]
+        self.agents = []
+
+    def observation_space(self, agent):
+        return gym.spaces.Box(-1, 1, (3,), np.float32)
+
+    def action_space(self, agent):
+        return gym.spaces.Box(-1, 1, (2,), np.float32)
+
+    def reset(self, seed=None, options=None):
+        self.agents = list(self.possible_agents)
+        return {a: np.zeros(3, np.float32) for a in self.agents}, {a: {} for a in self.agents}
+
+    def step(self, actions):
+        for action in actions.values():
+            assert action.shape == (2,)
+        obs = {a: np.zeros(3, np.float32) for a in self.agents}
+        return obs, {a: 0.0 for a in obs}, {a: False for a in obs}, {a: False for a in obs}, {a: {} for a in obs}
+
+
+@pytest.mark.parametrize("fast_path", [None, False])
+def test_unsupported_action_spaces_are_refused_before_the_env_is_stepped(fast_path):
+    from ray.tune.registry import register_env
+
+    from rllib_adaps.envs import OrderedParallelEnv
+
+    register_env("box_actions", lambda cfg: OrderedParallelEnv(BoxActions()))
+    with pytest.raises(ValueError, match="Agent 'a' has action space Box.*only Discrete action spaces are supported"):
+        configure_sharing(PPOConfig().environment("box_actions"), "adaps", fast_path=fast_path)
+
+
+@pytest.mark.parametrize("method", ["adaps", "seps"])
+def test_a_fixed_k_that_space_groups_split_is_allocated_for(ray_local, method):
+    """Roles env: leader and followers share spaces, scouts have their own. K = 1 is always split
+    into 2 clusters by space; the module has room for them and training goes on."""
+    config = (
+        PPOConfig()
+        .environment("roles", env_config={"agents_per_role": [1, 2, 2], "max_steps": 20})
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=2)
+        .training(train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1)
+    )
+    config = configure_sharing(config, method, num_clusters=1, identity_env_steps=100, min_transitions_per_agent=50,
+                               vae={"min_updates": 20, "epochs": 1})
+    algo = config.build_algo()
+    try:
+        summary = algo.train()["identity_pretraining"]
+        assert summary["done"] and summary["num_clusters"] == 2
+        assert summary["labels"] == [0, 0, 0, 1, 1]  # leader and followers; scouts
+        assert "split by observation/action space" in summary["k_selection"]["criterion"]
+        module = algo.get_module(rllib_adaps.sharing_module_id(algo))
+        allocated = module.num_slices if method == "seps" else module.mask_table.shape[0] - 1
+        assert allocated == 2  # min(K, 3) + min(K, 2) with K = 1
+        assert algo.train()["env_runners"]["num_env_steps_sampled_lifetime"] > 0
+    finally:
+        algo.stop()

@@ -12,8 +12,8 @@ from ray.rllib.core.columns import Columns
 
 import rllib_adaps
 from engine_views import QUICK_FIT, assert_same_module, learner_views, module_id, runner_views
-from rllib_adaps.callback import RESULT_KEY
-from rllib_adaps.multi_module import CheckpointMismatchError, checkpoint_module_ids
+from rllib_adaps.rllib.callback import RESULT_KEY
+from rllib_adaps.rllib.checkpoints import CheckpointMismatchError, checkpoint_module_ids
 
 
 def config(evaluation=False, num_env_runners=1):

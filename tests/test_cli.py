@@ -4,6 +4,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -12,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rllib_adaps.cli import main
-from rllib_adaps.multi_module import checkpoint_module_ids
+from rllib_adaps.app.cli import main
+from rllib_adaps.rllib.checkpoints import checkpoint_module_ids
 
 ROOT = Path(__file__).resolve().parents[1]
-RLLIB = [sys.executable, "-m", "rllib_adaps.cli"]
+RLLIB = [sys.executable, "-m", "rllib_adaps.app.cli"]
 
 
 def small_copy(tmp_path, name):
@@ -26,7 +27,7 @@ def small_copy(tmp_path, name):
     spec["config"].update({"train_batch_size_per_learner": 400, "minibatch_size": 200, "num_epochs": 1, "num_envs_per_env_runner": 2,
                            "num_env_runners": 0})  # sampling in the trial's actor: one actor start less
     if spec["sharing"]["method"] in ("adaps", "seps"):
-        spec["sharing"].update({"identity_env_steps": 300, "vae_min_updates": 150, "vae_epochs": 2})
+        spec["sharing"].update({"identity_env_steps": 300, "vae": {"min_updates": 150, "epochs": 2}})
     if spec["env"] == "crware":
         spec["config"]["env_config"]["max_steps"] = 100
     path = tmp_path / f"{name}.yaml"
@@ -107,6 +108,54 @@ def test_train_file_writes_results_checkpoint_and_evaluates(tmp_path, name):
         assert ("mode: greedy" in proc.stdout) == (name == "adaps_lbf")
         if name.startswith(("adaps", "seps")):
             assert "cluster_0" in proc.stdout
+        assert not [h for h in HIDDEN if h in proc.stdout + proc.stderr]  # no Ray instance, no core_worker line
+        # A trial directory instead of its checkpoint, and another env than the checkpoint's:
+        # named before anything runs, with what to pass instead.
+        proc = run(["evaluate", str(trial)])
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert f"{trial} is a trial directory, not a checkpoint" in proc.stderr and str(checkpoints[-1]) in proc.stderr
+        proc = run(["evaluate", str(checkpoints[-1]), "--env", "crware"])
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert "The checkpoint was trained on 'lbf' with env_config" in proc.stderr and "--env crware cannot run" in proc.stderr
+        proc = run(["evaluate", str(checkpoints[-1]), "--env", "lbff"])
+        assert proc.returncode == 2 and "Unknown env 'lbff' in the command line (--env). Did you mean 'lbf'?" in proc.stderr
+
+
+def test_evaluate_refuses_a_plain_rllib_checkpoint_and_an_old_release(ray_local, tmp_path):
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    algo = PPOConfig().environment("CartPole-v1").env_runners(num_env_runners=0).build_algo()
+    try:
+        plain = algo.save_to_path(str(tmp_path / "plain"))
+    finally:
+        algo.stop()
+    proc = run(["evaluate", plain])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "is a plain RLlib PPO checkpoint" in proc.stderr and "Evaluate it with RLlib" in proc.stderr
+    # A checkpoint whose pickled config names a module of the 0.2 layout (rllib_adaps.engine).
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "class_and_ctor_args.pkl").write_bytes(_pickle_naming("rllib_adaps.engine", "ParameterSharingModule"))
+    proc = run(["evaluate", str(old)])
+    assert proc.returncode == 2 and "written by an older rllib-adaps release" in proc.stderr, proc.stderr[-3000:]
+    proc = run(["evaluate", str(tmp_path)])
+    assert proc.returncode == 2 and "is not an RLlib Algorithm checkpoint" in proc.stderr
+
+
+def _pickle_naming(module: str, name: str) -> bytes:
+    """A pickle that refers to ``module.name`` (a class of a layout that no longer exists)."""
+    import pickle
+
+    return pickle.PROTO + b"\x04" + pickle.GLOBAL + f"{module}\n{name}\n".encode() + pickle.STOP
+
+
+def test_a_stop_key_that_training_never_reports_is_refused(tmp_path):
+    """Tune would run forever on it (its only sign a warning); refused before Ray starts."""
+    path = write(tmp_path, GOOD)
+    proc = run(["train", "file", str(path), "--stop", '{"env_steps": 40000}'])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "Unknown stop key 'env_steps' in --stop: training never reports it" in proc.stderr
+    assert "num_env_steps_sampled_lifetime" in proc.stderr and "Started a local Ray instance" not in proc.stderr
 
 
 def write(tmp_path, text, name="exp.yaml"):
@@ -134,32 +183,35 @@ exp:
         (GOOD.replace("run: PPO", "run: PPOO"), "Unknown algorithm 'PPOO'.*Did you mean 'PPO'"),
         (GOOD.replace("env: bps", "env: bpss"), "Unknown env 'bpss' in .*exp.yaml \\(key 'env'\\).*Did you mean 'bps'"),
         (GOOD.replace("method: fups", "method: adapss"),
-         "Unknown sharing method 'adapss' in .*exp.yaml \\(key 'sharing.method'\\).*Did you mean 'adaps'"),
+         "In .*exp.yaml, key 'sharing.method': Unknown sharing method 'adapss'. Did you mean 'adaps'"),
         (GOOD.replace("method: fups", "method: adaps, mask_threshold: 1.5"),
          "In .*exp.yaml, key 'sharing.mask_threshold' \\(value 1.5\\): .*\\(0, 1\\)"),
         (GOOD.replace("method: fups", "method: seps, num_clusters: 40"),
          "In .*exp.yaml, key 'sharing.num_clusters' \\(value 40\\): num_clusters \\(K\\) must be in \\[1, 15\\]"),
         (GOOD.replace("method: fups", "method: adaps, shared_training_env_steps: -1"), "In .*exp.yaml, key 'sharing.shared_training_env_steps'"),
-        (GOOD.replace("method: fups", "method: adaps, pretrain_env_steps: 20000"),
-         "'pretrain_env_steps' is now 'shared_training_env_steps'.*default is 0"),
-        (GOOD.replace("method: fups", "method: adaps, z_dim: 0"), "In .*exp.yaml, key 'sharing.z_dim' \\(value 0\\)"),
+        (GOOD.replace("method: fups", "method: adaps, vae: {z_dim: 0}"), "In .*exp.yaml, key 'sharing.vae' \\(value \\{'z_dim': 0\\}\\): vae.z_dim must be"),
+        (GOOD.replace("method: fups", "method: adaps, vae: {zdim: 4}"), "In .*exp.yaml, key 'sharing.vae.zdim': .*Did you mean 'z_dim'"),
         (GOOD.replace("method: fups", "method: adaps, num_cluster: 3"),
-         "In .*exp.yaml, key 'sharing.num_cluster' \\(value 3\\): .*did you mean 'num_clusters'"),
-        (GOOD.replace("method: fups", "method: adaps, cluster_count: 3"), "key 'sharing.cluster_count'.*'mask_seed'"),
-        (GOOD.replace("method: fups", "method: snp, mask_treshold: 0.3"), "key 'sharing.mask_treshold'.*'pruning_rate'"),
+         "In .*exp.yaml, key 'sharing.num_cluster' \\(value 3\\): .*Did you mean 'num_clusters'"),
+        (GOOD.replace("method: fups", "method: adaps, cluster_count: 3"), "key 'sharing.cluster_count'.*mask_seed"),
+        (GOOD.replace("method: fups", "method: snp, mask_treshold: 0.3"), "key 'sharing.mask_treshold' \\(value 0.3\\): Unknown option 'mask_treshold' for sharing method 'snp'.*pruning_rate"),
         (GOOD.replace("method: fups", "method: fups, num_clusters: 3"), "key 'sharing.num_clusters'"),
         (GOOD.replace("preset: v1", "preset: v9"), "In .*exp.yaml, key 'config.env_config': .*preset"),
         (GOOD + "  checkpoint_config: {checkpoint_frequency: -1}\n", "'checkpoint_config.checkpoint_frequency' in .*exp.yaml"),
         (GOOD + "  checkpoint_config: {num_to_keep: 0}\n", "'checkpoint_config.num_to_keep' in .*exp.yaml"),
         (GOOD + "  checkpoint_config: {checkpoint_freq: 3}\n", "checkpoint_config key 'checkpoint_freq'.*Did you mean 'checkpoint_frequency'"),
         (GOOD.replace("stop: {training_iteration: 1}", ""), "no stop criteria"),
+        (GOOD.replace("training_iteration: 1", "env_runners/episode_reward_mean: 100"),
+         "Unknown stop key 'env_runners/episode_reward_mean' in .*exp.yaml: training never reports it.*Did you mean 'env_runners/episode_return_mean'"),
+        (GOOD.replace("training_iteration: 1", "training_iteration: ten"), "Stop value of 'training_iteration' in .*exp.yaml must be a number"),
     ],
 )
 def test_user_errors_are_named_and_exit_non_zero(tmp_path, capsys, text, expected):
     assert main(["train", "file", write(tmp_path, text)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("rllib: error:")
-    assert pytest.importorskip("re").search(expected, err), err
+    # only the error (after the package's own progress lines, if setting up got that far)
+    assert [line for line in err.splitlines() if not line.startswith("[rllib-adaps] ")][0].startswith("rllib: error:"), err
+    assert "Traceback" not in err and re.search(expected, err), err
 
 
 def test_missing_file_and_bad_stop_json(tmp_path, capsys):
@@ -180,7 +232,7 @@ def test_no_traceback_unless_verbose(tmp_path):
 
 
 def test_python_and_json_experiment_files(tmp_path):
-    from rllib_adaps.experiment import build_experiment
+    from rllib_adaps.app.experiment import build_experiment
 
     py = write(tmp_path, "from ray.rllib.algorithms.ppo import PPOConfig\n"
                "config = PPOConfig().environment('bps', env_config={'preset': 'v1'})\n"
@@ -232,7 +284,7 @@ config = (
 )
 stop = {"training_iteration": 4}
 sharing = {"method": "seps", "shared_training_env_steps": 300, "identity_env_steps": 300, "num_clusters": 3,
-           "vae_min_updates": 150, "vae_epochs": 2}
+           "vae": {"min_updates": 150, "epochs": 2}}
 name = "resumable"
 '''
 
@@ -275,7 +327,7 @@ def test_help_does_not_import_ray(page):
     """Help answers without importing Ray (which takes seconds): the console entry point, in a fresh process."""
     code = (
         "import sys\n"
-        "from rllib_adaps.cli import main\n"
+        "from rllib_adaps.app.cli import main\n"
         "try:\n"
         f"    main({page!r})\n"
         "except SystemExit:\n"
@@ -290,7 +342,7 @@ def test_help_does_not_import_ray(page):
 
 
 def test_help_describes_every_option_with_its_default():
-    from rllib_adaps.cli import build_parser
+    from rllib_adaps.app.cli import build_parser
 
     parser = build_parser()
     assert "examples:" in parser.format_help() and "rllib train file" in parser.format_help()

@@ -13,14 +13,14 @@ RUN = """
 import hashlib, json, numpy as np, ray
 from ray.rllib.algorithms.ppo import PPOConfig
 import rllib_adaps
-from rllib_adaps.module_ids import engine_module
-from rllib_adaps.rllib_shims import foreach_learner
+from rllib_adaps.rllib.module_ids import engine_module
+from rllib_adaps.rllib.shims import foreach_learner
 ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
 config = (PPOConfig().environment("bps", env_config={"agents_per_type": [2, 2, 2], "max_steps": 25})
           .env_runners(num_env_runners=0, num_envs_per_env_runner=2)
           .training(train_batch_size_per_learner=300, minibatch_size=150, num_epochs=1).debugging(seed=7))
 algo = rllib_adaps.configure_sharing(config, "adaps", shared_training_env_steps=300, identity_env_steps=300,
-                                     vae_min_updates=300, vae_epochs=2).build_algo()
+                                     vae={"min_updates": 300, "epochs": 2}).build_algo()
 summary = algo.train()["identity_pretraining"]
 masks = foreach_learner(algo, lambda l: engine_module(l).mask_table.numpy().copy())[0]
 callback = next(c for c in algo.callbacks if isinstance(c, rllib_adaps.SharingCallback))

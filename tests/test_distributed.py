@@ -14,8 +14,8 @@ from ray.rllib.algorithms.ppo import PPOConfig
 
 import rllib_adaps
 from engine_views import QUICK_FIT, assert_same_module, learner_views, module_id, runner_views
-from rllib_adaps.module_ids import engine_module
-from rllib_adaps.callback import RESULT_KEY
+from rllib_adaps.rllib.module_ids import engine_module
+from rllib_adaps.rllib.callback import RESULT_KEY
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import pytest
 import torch
 from ray.rllib.core.columns import Columns
 
-from rllib_adaps.engine import AdaPSModule, GroupedLinear, ParameterSharingModule
-from rllib_adaps.methods import apply_plan, get_method
-from rllib_adaps.identity import IdentityResult
+from rllib_adaps.rllib.module import AdaPSModule, GroupedLinear, ParameterSharingModule
+from rllib_adaps.methods import SharingSpec, apply_plan
+from rllib_adaps.core.identity import IdentityResult
 
 AGENTS = [f"agent_{i}" for i in range(4)]
 OBS_DIM = 6
@@ -23,7 +23,13 @@ def build(cls=ParameterSharingModule, **model_config):
 
 
 def for_method(name, **options):
-    return build(**get_method(name)(options, num_agents=len(AGENTS)).module_config())
+    return build(sharing_method=name, **options)
+
+
+def method_for(name, options):
+    """The method object for the engine's four agents, and the model_config keys that carry it."""
+    spec = SharingSpec.build(name, options)
+    return spec.for_agents(len(AGENTS)), spec.to_model_config()
 
 
 def batch_for(agent_indices, seed=0):
@@ -120,8 +126,8 @@ def test_routed_batch_equals_one_sample_at_a_time():
 
 
 def test_seps_install_copies_the_shared_slice_and_routes_by_cluster():
-    seps = get_method("seps")({"num_clusters": 2}, num_agents=4)
-    module = build(**seps.module_config())
+    seps, keys = method_for("seps", {"num_clusters": 2})
+    module = build(**keys)
     assert module.num_slices == 2 and module.agent_slice.tolist() == [0, 0, 0, 0]
     counts = module.parameter_counts()
     assert counts["in_use"] * 2 == counts["allocated"]  # one slice in use before clustering
@@ -148,8 +154,8 @@ def test_seps_install_copies_the_shared_slice_and_routes_by_cluster():
 
 
 def test_seps_reclustering_continues_each_majoritys_slice():
-    seps = get_method("seps")({}, num_agents=4)
-    module = build(**seps.module_config())
+    seps, keys = method_for("seps", {})
+    module = build(**keys)
     assert module.num_slices == 4  # K unknown: room for up to one cluster per agent
     with torch.no_grad():
         for layer in module.modules():
@@ -166,8 +172,8 @@ def test_seps_reclustering_continues_each_majoritys_slice():
 
 # ------------------------------------------------------------------ masks (SNP-PS, AdaPS)
 def test_masked_forward_equals_network_with_rows_zeroed():
-    adaps = get_method("adaps")({"num_clusters": 2}, num_agents=4)
-    module = build(**adaps.module_config())
+    adaps, keys = method_for("adaps", {"num_clusters": 2})
+    module = build(**keys)
     apply_plan(module, adaps.plan_install(fit([0, 1, 1, 0]), module.agent_slice.numpy(), HIDDEN))
     table = module.mask_table[module.agent_mask].float()
     assert not torch.equal(table[0], table[1]) and torch.equal(table[1], table[2]) and torch.equal(table[0], table[3])
@@ -229,8 +235,8 @@ def test_fups_has_no_masks_and_id_input_widens_first_layer():
 
 
 def test_shared_trunk_is_masked_the_same_for_actor_and_critic():
-    adaps = get_method("adaps")({"num_clusters": 2, "masked_networks": ["actor"]}, num_agents=4)
-    module = build(**adaps.module_config(), vf_share_layers=True)
+    adaps, keys = method_for("adaps", {"num_clusters": 2, "masked_networks": ["actor"]})
+    module = build(**keys, vf_share_layers=True)
     assert module.mask_actor and module.mask_critic and not hasattr(module, "critic")
     apply_plan(module, adaps.plan_install(fit([0, 1, 1, 0]), module.agent_slice.numpy(), HIDDEN))
     batch = batch_for([1, 1])
@@ -272,7 +278,8 @@ def test_tables_are_compact_buffers_in_the_state_and_the_critic_is_not_on_env_ru
 
 def test_adaps_module_drops_into_a_config_with_only_agent_ids():
     module = build(AdaPSModule)
-    assert module.masking == "cluster" and module.mask_table.shape[0] == len(AGENTS) + 1
+    assert module.sharing_spec.method == "adaps" and module.mask_actor and module.mask_critic
+    assert module.mask_table.shape[0] == len(AGENTS) + 1  # room for up to one cluster per agent
     assert int(module.sharing_method_code) == 5 and not module.is_clustered()
 
 
@@ -294,16 +301,19 @@ def test_states_of_other_methods_agent_counts_and_old_releases_are_refused():
 @pytest.mark.parametrize(
     "bad, match",
     [
-        ({"masking": "dropout"}, "masking"),
-        ({"masked_networks": ["policy"]}, "masked_networks"),
-        ({"mask_threshold": 1.0}, "\\(0, 1\\)"),
+        ({"masking": "dropout"}, "Unknown model_config key 'masking'"),
+        ({"sharing_method": "adaps", "masked_networks": ["policy"]}, "masked_networks must be a non-empty subset"),
+        ({"sharing_method": "adaps", "mask_threshold": 1.0}, "\\(0, 1\\)"),
+        ({"mask_threshold": 0.5}, "'mask_threshold'\\] is not an option of sharing method 'fups'"),
+        ({"sharing_method": "adaps", "vae": {"zdim": 3}}, "Did you mean 'z_dim'"),
+        ({"sharing_method": "adapt"}, "Did you mean 'adaps'"),
         ({"agent_ids": None}, "agent_ids"),
         ({"fcnet_activation": "gelu2"}, "fcnet_activation"),
         ({"action_sizes": [5, 5]}, "action_sizes"),
         ({"use_lstm": True}, "use_lstm.*is not supported"),
         ({"conv_filters": [[16, 4, 2]]}, "conv_filters"),
         ({"fcnet_hidens": [8]}, "Did you mean 'fcnet_hiddens'"),
-        ({"num_slices": 2, "agent_slices": [0, 1, 2, 0]}, "agent_slices"),
+        ({"num_slices": 2}, "Unknown model_config key 'num_slices'"),
     ],
 )
 def test_bad_model_config_is_rejected(bad, match):

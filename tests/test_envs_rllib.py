@@ -6,8 +6,8 @@ from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
 
 import rllib_adaps
-from rllib_adaps.module_ids import sharing_module_id
-from rllib_adaps.rllib_shims import foreach_learner
+from rllib_adaps.rllib.module_ids import sharing_module_id
+from rllib_adaps.rllib.shims import foreach_learner
 from rllib_adaps.envs import EnvConfigError, env_creator, make_parallel_env
 
 ENVS = [

@@ -1,4 +1,4 @@
-"""The fast path (``rllib_adaps.fast_path``): agents as slots of RLlib's single-agent EnvRunner.
+"""The fast path (``rllib_adaps.rllib.fast_path``): agents as slots of RLlib's single-agent EnvRunner.
 
 What it must keep from the multi-agent path, each checked here:
 - the env: the same seeds and actions give the same per-agent observations (same layout as
@@ -29,11 +29,11 @@ from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 import gymnasium as gym
 
 import rllib_adaps
-from rllib_adaps.connectors import AgentIndexObservations
+from rllib_adaps.rllib.connectors import AgentIndexObservations
 from rllib_adaps.envs import OrderedParallelEnv, make_parallel_env
-from rllib_adaps.fast_path import (FastPathEnvRunner, FastPathError, SlotVectorEnv, env_episode_returns, slot_env_to_module,
+from rllib_adaps.rllib.fast_path import (FastPathEnvRunner, FastPathError, SlotVectorEnv, env_episode_returns, slot_env_to_module,
                                    slot_module_to_env)
-from rllib_adaps.module_ids import FAST_PATH_MODULE_ID, SHARED_MODULE_ID, sharing_module_id
+from rllib_adaps.rllib.module_ids import FAST_PATH_MODULE_ID, SHARED_MODULE_ID, sharing_module_id
 
 ENVS = [
     ("bps", {"agents_per_type": [2, 2], "max_steps": 4}),
@@ -164,7 +164,7 @@ def test_the_path_is_chosen_logged_and_can_be_turned_off(path_log, tmp_path):
     assert back.is_multi_agent and back.env_runner_cls is None and back.add_default_connectors_to_module_to_env_pipeline
 
     # The same key in an experiment file's sharing section (the rllib command).
-    from rllib_adaps.experiment import build_experiment
+    from rllib_adaps.app.experiment import build_experiment
 
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump({"exp": {"run": "PPO", "env": "bps", "stop": {"training_iteration": 1},

@@ -12,8 +12,8 @@ from ray.rllib.callbacks.callbacks import RLlibCallback
 
 import rllib_adaps
 from engine_views import QUICK_FIT, assert_same_module, learner_views, runner_views
-from rllib_adaps.module_ids import engine_module
-from rllib_adaps.callback import RESULT_KEY
+from rllib_adaps.rllib.module_ids import engine_module
+from rllib_adaps.rllib.callback import RESULT_KEY
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the probe runs on the EnvRunners
 

@@ -9,13 +9,8 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from rllib_adaps.identity import (
-    cluster_identities,
-    fit_identities,
-    select_num_clusters,
-    space_groups,
-    transitions_per_agent,
-)
+from rllib_adaps.core.clustering import cluster_identities, select_num_clusters
+from rllib_adaps.core.identity import VAEOptions, fit_identities, space_groups, transitions_per_agent
 
 NUM_ACTIONS = 5
 
@@ -81,7 +76,7 @@ def synthetic_transitions(types, differ_in, steps_per_agent=400, seed=0):
 def test_types_recovered_with_given_k(differ_in, reconstruct):
     types = [0, 0, 0, 1, 1, 1, 2, 2, 2]
     data = synthetic_transitions(types, differ_in)
-    result = fit_identities(*data, num_agents=9, num_actions=NUM_ACTIONS, num_clusters=3, reconstruct=reconstruct)
+    result = fit_identities(*data, num_agents=9, num_actions=NUM_ACTIONS, num_clusters=3, vae=VAEOptions(reconstruct=reconstruct))
     assert adjusted_rand_score(types, result.labels) == 1.0
     assert result.identities.shape == (9, 10)
     assert result.centres.shape == (3, 10)
@@ -104,7 +99,6 @@ def test_automatic_k_finds_true_k(types, differ_in):
     result = fit_identities(*data, num_agents=len(types), num_actions=NUM_ACTIONS, num_clusters=None)
     assert result.num_clusters == len(set(types))
     assert adjusted_rand_score(types, result.labels) == 1.0
-    assert set(result.davies_bouldin) == set(range(2, len(types)))
     selection = result.k_selection
     assert set(selection) == {"criterion", "scores", "excluded", "chosen"}
     assert selection["criterion"] == "silhouette" and selection["chosen"] == result.num_clusters
@@ -125,20 +119,31 @@ def test_same_type_scatter_does_not_drift_to_many_clusters():
     assert select_num_clusters(lone)["chosen"] == 4
 
 
-@pytest.mark.parametrize("criterion", ["gap", "bic", "davies_bouldin", "davies_bouldin_floor"])
-def test_other_k_criteria_report_their_scores(criterion):
-    """The alternatives measured in bench/identity_recovery.py --criteria keep the same record."""
+def test_bench_k_criteria_report_their_scores_and_plug_into_clustering():
+    """The alternatives measured in bench/identity_recovery.py --criteria keep the library's record
+    and are passed to the clustering as its K selector."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    try:
+        from k_criteria import K_CRITERIA
+    finally:
+        sys.path.pop(0)
     rng = np.random.default_rng(0)
     identities = np.repeat(np.eye(3) * 4, 4, axis=0) + rng.normal(scale=0.2, size=(12, 3))
-    selection = select_num_clusters(identities, criterion)
-    assert selection["criterion"] == criterion and 1 <= selection["chosen"] <= 12
-    assert all(str(k) in selection["scores"] or str(k) in selection["excluded"] for k in range(1, 13))
+    for criterion, select in K_CRITERIA.items():
+        clustering = cluster_identities(identities, None, 0, select=select)
+        selection = clustering.selection
+        assert selection["criterion"] == criterion and selection["chosen"] == clustering.num_clusters, criterion
+        assert criterion != "silhouette" or clustering.num_clusters == 3  # the library's rule finds the 3 types
+        assert all(str(k) in selection["scores"] or str(k) in selection["excluded"] for k in range(1, 13))
 
 
 def test_same_seed_same_result_and_labels_canonical():
     types = [1, 1, 0, 0, 2, 2]
     data = synthetic_transitions(types, "reward")
-    quick = dict(num_agents=6, num_actions=NUM_ACTIONS, num_clusters=3, seed=3, min_updates=500)  # recovery: tests above
+    quick = dict(num_agents=6, num_actions=NUM_ACTIONS, num_clusters=3, seed=3, vae=VAEOptions(min_updates=500))  # recovery: tests above
     a = fit_identities(*data, **quick)
     b = fit_identities(*data, **quick)
     np.testing.assert_array_equal(a.identities, b.identities)
@@ -148,7 +153,9 @@ def test_same_seed_same_result_and_labels_canonical():
 def test_bad_input_is_rejected():
     data = synthetic_transitions([0, 1, 2], "reward")
     with pytest.raises(ValueError, match="z_dim"):
-        fit_identities(*data, num_agents=3, num_actions=NUM_ACTIONS, z_dim=0)
+        VAEOptions(z_dim=0)
+    with pytest.raises(TypeError, match="VAEOptions"):
+        fit_identities(*data, num_agents=3, num_actions=NUM_ACTIONS, vae={"z_dim": 4})
     with pytest.raises(ValueError, match="agents \\[3\\] have \\[0\\].*missing \\[3\\]"):
         fit_identities(*data, num_agents=4, num_actions=NUM_ACTIONS, num_clusters=2)
     with pytest.raises(ValueError, match="outside 0..1"):
@@ -158,13 +165,11 @@ def test_bad_input_is_rejected():
     with pytest.raises(ValueError, match="actions must lie"):
         fit_identities(*data, num_agents=3, num_actions=NUM_ACTIONS, action_sizes=[2, 2, 2])
     with pytest.raises(ValueError, match="reconstruct"):
-        fit_identities(*data, num_agents=3, num_actions=NUM_ACTIONS, reconstruct=("state",))
+        VAEOptions(reconstruct=("state",))
     with pytest.raises(ValueError, match="num_clusters"):
         cluster_identities(np.zeros((3, 2)), num_clusters=4)
     with pytest.raises(ValueError, match="at least 3 agents"):
         cluster_identities(np.zeros((2, 2)), num_clusters=None)
-    with pytest.raises(ValueError, match="k_criterion"):
-        fit_identities(*data, num_agents=3, num_actions=NUM_ACTIONS, k_criterion="elbow")
 
 
 def test_transitions_per_agent_and_the_agents_with_too_few_are_named():
@@ -178,7 +183,7 @@ def test_transitions_per_agent_and_the_agents_with_too_few_are_named():
     with pytest.raises(ValueError, match="agents \\[1\\] have \\[60\\] \\(at least 100"):
         fit_identities(*data, num_agents=4, num_actions=NUM_ACTIONS, num_clusters=2)
     result = fit_identities(*data, num_agents=4, num_actions=NUM_ACTIONS, num_clusters=2, min_transitions_per_agent=50,
-                            min_updates=200)
+                            vae=VAEOptions(min_updates=200))
     assert len(result.labels) == 4
 
 
@@ -199,7 +204,7 @@ def test_agents_with_different_spaces_never_share_a_cluster():
     next_obs[~small, 4:] = obs[~small, 4:] * 0.9
     sizes = [4, 4, 4, 6, 6, 6]
     fixed = fit_identities(agent_index, obs, actions, next_obs, rewards, num_agents=6, num_actions=NUM_ACTIONS,
-                           num_clusters=1, obs_sizes=sizes, min_updates=300)
+                           num_clusters=1, obs_sizes=sizes, vae=VAEOptions(min_updates=300))
     assert fixed.labels.tolist() == [0, 0, 0, 1, 1, 1] and fixed.num_clusters == 2
     assert fixed.k_selection["chosen"] == 2 and "split by observation/action space" in fixed.k_selection["criterion"]
     assert fixed.space_groups.tolist() == [0, 0, 0, 1, 1, 1]
@@ -264,7 +269,7 @@ def test_real_bps_types_recovered_from_random_policy_transitions(preset, true_k)
 def test_identity_leak_features_are_the_per_agent_constants():
     """A column constant within each agent but different between agents is a leak; a column
     constant for everyone, or varying within an agent, is not."""
-    from rllib_adaps.identity import identity_leak_features
+    from rllib_adaps.core.identity import identity_leak_features
 
     rng = np.random.default_rng(0)
     agent_index = np.repeat(np.arange(4), 50)
@@ -281,16 +286,17 @@ def test_an_agent_id_in_the_observation_is_flagged_and_can_be_dropped(caplog):
     obs = np.concatenate([np.eye(4)[agent_index], rng.normal(size=(400, 2))], axis=1).astype(np.float32)
     data = (agent_index, obs, rng.integers(0, 2, 400), obs + rng.normal(size=obs.shape).astype(np.float32) * [0, 0, 0, 0, 1, 1],
             rng.normal(size=400))
-    quick = dict(num_agents=4, num_actions=2, num_clusters=2, min_updates=10, epochs=1)
-    package_logger = logging.getLogger("rllib_adaps")  # does not propagate once the callback module is imported
+    quick = dict(num_agents=4, num_actions=2, num_clusters=2)
+    vae = dict(min_updates=10, epochs=1)
+    package_logger = logging.getLogger("rllib_adaps")  # does not propagate once the rllib command set it up
     package_logger.addHandler(caplog.handler)
     try:
-        result = fit_identities(*data, **quick)
-        assert result.identity_leaks == 4 and "identity_leaks='drop'" in caplog.text
+        result = fit_identities(*data, vae=VAEOptions(**vae), **quick)
+        assert result.identity_leaks == 4 and "'identity_leaks': 'drop'" in caplog.text
         caplog.clear()
-        fit_identities(*data, identity_leaks="drop", **quick)
+        fit_identities(*data, vae=VAEOptions(identity_leaks="drop", **vae), **quick)
         assert "identity_leaks" not in caplog.text
     finally:
         package_logger.removeHandler(caplog.handler)
     with pytest.raises(ValueError, match="identity_leaks must be one of"):
-        fit_identities(*data, identity_leaks="ignore", **quick)
+        VAEOptions(identity_leaks="ignore")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from rllib_adaps.masks import cluster_masks, random_pruning_masks
+from rllib_adaps.core.masks import cluster_masks, random_pruning_masks
 
 
 def centres(k=3, m=10, seed=0):
@@ -41,12 +41,23 @@ def test_threshold_semantics_larger_lambda_masks_more():
     assert kept[0] > 0.9 and kept[-1] < 0.2
 
 
-def test_threshold_matches_sigmoid_rule():
-    """A neuron is kept exactly where sigmoid(f_m(z)) > lambda (here checked by monotonicity in lambda)."""
-    c = centres(3)
-    low = np.concatenate(cluster_masks(c, [64], threshold=0.3), axis=1)
-    high = np.concatenate(cluster_masks(c, [64], threshold=0.6), axis=1)
-    assert ((high == 1) <= (low == 1)).all()  # kept at 0.6 implies kept at 0.3
+@pytest.mark.parametrize("threshold", [0.2, 0.5, 0.8])
+def test_threshold_matches_sigmoid_rule(threshold):
+    """A neuron is kept exactly where sigmoid(f_m(z_k)) > lambda, with f_m written out here from
+    its definition: Linear-ReLU-Linear, He-initialised from its own seed, no biases, applied to
+    the centres standardised over the clusters (rows no layer leaves empty are not at stake:
+    64 + 32 neurons, and lambda below 0.9)."""
+    c, seed, sizes = centres(4, m=6), 11, [64, 32]
+    z = (c - c.mean(axis=0)) / (c - c.mean(axis=0)).std()
+    generator = torch.Generator().manual_seed(seed)
+    hidden = max(64, z.shape[1])
+    first = torch.randn(hidden, z.shape[1], generator=generator, dtype=torch.float32) * np.sqrt(2.0 / z.shape[1])
+    last = torch.randn(sum(sizes), hidden, generator=generator, dtype=torch.float32) / np.sqrt(hidden / 2.0)
+    probs = torch.sigmoid(torch.relu(torch.as_tensor(z, dtype=torch.float32) @ first.T) @ last.T).numpy()
+    expected = (probs > threshold).astype(np.float32)
+    masks = np.concatenate(cluster_masks(c, sizes, threshold=threshold, seed=seed), axis=1)
+    assert all(expected[:, :64].sum(axis=1) > 0) and all(expected[:, 64:].sum(axis=1) > 0)
+    np.testing.assert_array_equal(masks, expected)
 
 
 def test_no_layer_is_ever_all_zero():

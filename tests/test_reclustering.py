@@ -6,7 +6,7 @@ from ray.rllib.algorithms.ppo import PPOConfig
 
 import rllib_adaps
 from engine_views import QUICK_FIT, assert_same_module, learner_views, runner_views
-from rllib_adaps.callback import RESULT_KEY
+from rllib_adaps.rllib.callback import RESULT_KEY
 
 
 def config():

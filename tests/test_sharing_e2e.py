@@ -14,9 +14,9 @@ from ray.rllib.algorithms.ppo import PPOConfig
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import rllib_adaps
-from rllib_adaps.callback import IDENTITY_SCALARS, RESULT_KEY, SHARING_KEY
-from rllib_adaps.module_ids import FAST_PATH_MODULE_ID
-from rllib_adaps.rllib_shims import foreach_learner
+from rllib_adaps.rllib.callback import IDENTITY_SCALARS, RESULT_KEY, SHARING_KEY
+from rllib_adaps.rllib.module_ids import FAST_PATH_MODULE_ID
+from rllib_adaps.rllib.shims import foreach_learner
 
 from engine_views import QUICK_FIT, assert_same_module, learner_views, module_id, runner_views
 

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from rllib_adaps.experiment import build_experiment
-from rllib_adaps.fast_path import FastPathEnvRunner
+from rllib_adaps.app.experiment import build_experiment
+from rllib_adaps.methods import SharingSpec
+from rllib_adaps.rllib.fast_path import FastPathEnvRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("generate", ROOT / "tuned_examples" / "generate.py")
@@ -42,7 +43,14 @@ def test_tuned_example_builds(path):
     # All three envs let every agent act every step: they take the fast path (RLlib's single-agent id).
     assert set(config.policies) == {"default_policy"} and config.env_runner_cls is FastPathEnvRunner
     assert model["fcnet_hiddens"] == [64, 64] and model["sharing_method"] == method
-    assert model.get("num_slices", 1) == (len(model["agent_ids"]) if method == "nops" else 1 if method != "seps" else model["num_slices"])
-    assert model.get("masking", "none") == {"snp": "random", "adaps": "cluster"}.get(method, "none")
-    assert model.get("agent_id_input", False) == (method == "fups_id")
+    sharing = SharingSpec.from_model_config(model)
+    n = len(model["agent_ids"])
+    layout = sharing.layout(n, model["fcnet_hiddens"])
+    # NoPS: a slice per agent; SePS with K chosen automatically: room for up to N clusters.
+    assert layout.num_slices == {"nops": n, "seps": n}.get(method, 1)
+    assert bool(layout.masked_networks) == (method in ("snp", "adaps")) and (layout.mask_rows > 1) == (method in ("snp", "adaps"))
+    assert layout.agent_id_input == (method == "fups_id")
+    # every option the file sets reaches the module's spec unchanged
+    written = generate.experiment(method, env)[f"{method}-{env}"]["sharing"]
+    assert SharingSpec.build(method, {k: v for k, v in written.items() if k != "method"}) == sharing
     assert experiment.stop

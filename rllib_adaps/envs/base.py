@@ -7,10 +7,11 @@ are for evaluation only (clustering quality); no training code may read them.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Iterable, Mapping, Sequence
 
 from pettingzoo import ParallelEnv
+
+from rllib_adaps.core.options import did_you_mean
 
 
 class EnvConfigError(ValueError):
@@ -28,10 +29,8 @@ def check_keys(env_name: str, env_config: Mapping[str, Any], allowed: Iterable[s
     for key in env_config:
         if key in allowed:
             continue
-        close = difflib.get_close_matches(str(key), allowed, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
         raise EnvConfigError(
-            f"{env_name}: unknown env_config key '{key}'.{hint} Valid keys: {allowed}."
+            f"{env_name}: unknown env_config key '{key}'.{did_you_mean(key, allowed)} Valid keys: {allowed}."
         )
 
 

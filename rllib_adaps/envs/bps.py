@@ -64,8 +64,6 @@ TIMESTEP = 0.1
 DAMPING = 0.25
 SENSITIVITY = 5.0
 AGENT_MASS = 1.0
-#: Agent radius in MPE; kept for reference only, since BPS has no collisions.
-AGENT_SIZE = 0.15
 AGENT_SPAWN_RANGE = 1.0
 LANDMARK_SPAWN_RANGE = 3.0
 

@@ -10,28 +10,28 @@ from typing import Sequence
 
 import numpy as np
 
-from rllib_adaps.engine import MASKABLE_NETWORKS
-from rllib_adaps.masks import cluster_masks
-from rllib_adaps.methods.base import (
-    InstallPlan,
-    PretrainingOptions,
-    SharingMethod,
-    check_masked_networks,
-    check_threshold_option,
-)
+from rllib_adaps.core.layers import MASKABLE_NETWORKS, EngineLayout
+from rllib_adaps.core.masks import check_threshold, cluster_masks
+from rllib_adaps.core.options import SharingOptionError
+from rllib_adaps.methods.base import InstallPlan, PretrainingOptions, SharingMethod, _check_int, _check_masked_networks
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class AdaPSOptions(PretrainingOptions):
     mask_threshold: float = 0.2  # lambda: a neuron is kept where sigmoid(f_m(z_k)) > lambda
     mask_seed: int = 0  # seed of the fixed random mapping network f_m
     masked_networks: Sequence[str] = MASKABLE_NETWORKS
 
-    def validate(self, num_agents):
-        super().validate(num_agents)
-        check_threshold_option(self.mask_threshold)
-        check_masked_networks(self.masked_networks)
-        return self
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.mask_threshold, bool) or not isinstance(self.mask_threshold, (int, float)):
+            raise SharingOptionError(f"mask_threshold must be a number in (0, 1), got {self.mask_threshold!r}.")
+        try:
+            check_threshold(self.mask_threshold)
+        except ValueError as err:
+            raise SharingOptionError(f"mask_threshold: {err}") from None
+        _check_int(self, "mask_seed", 0)
+        _check_masked_networks(self)
 
 
 class AdaPS(SharingMethod):
@@ -40,10 +40,10 @@ class AdaPS(SharingMethod):
     Options = AdaPSOptions
     pretrains = True
 
-    def module_config(self):
-        o = self.options
-        return {**super().module_config(), "masking": "cluster", "mask_rows": o.max_clusters(self.num_agents) + 1,
-                "mask_threshold": o.mask_threshold, "mask_seed": o.mask_seed, "masked_networks": list(o.masked_networks)}
+    def layout(self, hidden_sizes):
+        """Room for a mask row per possible cluster; every agent unmasked until the fit."""
+        return EngineLayout(mask_rows=self.options.max_clusters(self.num_agents, self.space_groups) + 1,
+                            masked_networks=tuple(self.options.masked_networks))
 
     def plan_install(self, fit, agent_slice, hidden_sizes):
         layers = cluster_masks(fit.centres, hidden_sizes, self.options.mask_threshold, self.options.mask_seed)

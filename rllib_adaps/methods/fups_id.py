@@ -1,5 +1,6 @@
 """FuPS+id: one network for all agents, with the one-hot agent index appended to its input."""
 
+from rllib_adaps.core.layers import EngineLayout
 from rllib_adaps.methods.base import SharingMethod
 
 
@@ -7,5 +8,5 @@ class FuPSWithId(SharingMethod):
     name = "fups_id"
     title = "FuPS+id"
 
-    def module_config(self):
-        return {**super().module_config(), "agent_id_input": True}
+    def layout(self, hidden_sizes):
+        return EngineLayout(agent_id_input=True)

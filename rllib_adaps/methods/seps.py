@@ -8,6 +8,7 @@ slices stay untouched and are reported as allocated, not in use.
 
 import numpy as np
 
+from rllib_adaps.core.layers import EngineLayout
 from rllib_adaps.methods.base import InstallPlan, PretrainingOptions, SharingMethod
 
 
@@ -17,8 +18,8 @@ class SePS(SharingMethod):
     Options = PretrainingOptions
     pretrains = True
 
-    def module_config(self):
-        return {**super().module_config(), "num_slices": self.options.max_clusters(self.num_agents)}
+    def layout(self, hidden_sizes):
+        return EngineLayout(num_slices=self.options.max_clusters(self.num_agents, self.space_groups))
 
     def plan_install(self, fit, agent_slice, hidden_sizes):
         """Cluster k gets slice k, starting from the old slice that held most of its agents.

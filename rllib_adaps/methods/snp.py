@@ -3,21 +3,25 @@
 import dataclasses
 from typing import Sequence
 
-from rllib_adaps.engine import MASKABLE_NETWORKS
-from rllib_adaps.methods.base import MethodOptions, SharingMethod, SharingOptionError, check_masked_networks
+import numpy as np
+
+from rllib_adaps.core.layers import MASKABLE_NETWORKS, EngineLayout
+from rllib_adaps.core.masks import random_pruning_masks
+from rllib_adaps.core.options import SharingOptionError
+from rllib_adaps.methods.base import MethodOptions, SharingMethod, _check_int, _check_masked_networks
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class SNPOptions(MethodOptions):
     pruning_rate: float = 0.5  # share of each hidden layer's neurons pruned per agent, in [0, 1)
     mask_seed: int = 0
     masked_networks: Sequence[str] = MASKABLE_NETWORKS
 
-    def validate(self, num_agents):
-        if not 0.0 <= float(self.pruning_rate) < 1.0:
-            raise SharingOptionError(f"pruning_rate must be in [0, 1), got {self.pruning_rate}.")
-        check_masked_networks(self.masked_networks)
-        return self
+    def __post_init__(self):
+        if isinstance(self.pruning_rate, bool) or not isinstance(self.pruning_rate, (int, float)) or not 0.0 <= self.pruning_rate < 1.0:
+            raise SharingOptionError(f"pruning_rate must be a number in [0, 1), got {self.pruning_rate!r}.")
+        _check_int(self, "mask_seed", 0)
+        _check_masked_networks(self)
 
 
 class SNPPS(SharingMethod):
@@ -25,7 +29,10 @@ class SNPPS(SharingMethod):
     title = "SNP-PS"
     Options = SNPOptions
 
-    def module_config(self):
-        o = self.options
-        return {**super().module_config(), "masking": "random", "mask_rows": self.num_agents + 1,
-                "pruning_rate": o.pruning_rate, "mask_seed": o.mask_seed, "masked_networks": list(o.masked_networks)}
+    def layout(self, hidden_sizes):
+        """Row i + 1 of the mask table is agent i's fixed random mask."""
+        o, n = self.options, self.num_agents
+        layers = random_pruning_masks(n, hidden_sizes, o.pruning_rate, o.mask_seed)
+        table = np.concatenate([np.ones((1, sum(hidden_sizes)), np.float32), np.concatenate(layers, axis=1)])
+        return EngineLayout(mask_rows=n + 1, masked_networks=tuple(o.masked_networks), mask_table=table,
+                            agent_mask=np.arange(1, n + 1))

@@ -6,14 +6,12 @@ from collections import defaultdict
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
-from ray.rllib.algorithms.algorithm import Algorithm
-from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
-from rllib_adaps.fast_path import env_episode_returns
-from rllib_adaps.module_ids import SHARED_MODULE_ID, engine_module, sharing_module_id
-from rllib_adaps.rllib_shims import stop_and_remove_empty_logdir
+from rllib_adaps.rllib.fast_path import env_episode_returns
+from rllib_adaps.rllib.module_ids import SHARED_MODULE_ID, engine_module, sharing_module_id
+from rllib_adaps.rllib.checkpoints import AlgorithmCheckpoint, read_checkpoint
 
 
 def agent_groups(runner, agent_ids) -> Dict[str, str]:
@@ -28,24 +26,35 @@ def agent_groups(runner, agent_ids) -> Dict[str, str]:
     return {a: SHARED_MODULE_ID for a in agent_ids}
 
 
+def check_env_override(stored: AlgorithmCheckpoint, env: str) -> None:
+    """``--env``: another env must take the checkpoint's env_config and have its agents."""
+    from rllib_adaps.app.experiment import check_env_name
+    from rllib_adaps.envs import ENV_CLASSES, EnvConfigError, make_parallel_env
+
+    check_env_name(env, "the command line", where="--env")
+    if env == stored.env or env not in ENV_CLASSES:
+        return
+    trained = f"The checkpoint was trained on {stored.env!r} with env_config {stored.env_config}"
+    try:
+        agents = list(make_parallel_env(env, stored.env_config).possible_agents)
+    except EnvConfigError as err:
+        raise EnvConfigError(f"{trained}; --env {env} cannot run with that env_config ({err}).") from None
+    if agents != stored.agent_ids:
+        raise EnvConfigError(f"{trained}, for agents {stored.agent_ids}; --env {env} has agents {agents}. The module "
+                             "serves the agents it was trained for.")
+
+
 #: How actions are chosen during evaluation: ``sampled`` draws them from the policy's
 #: distribution, as the EnvRunners do in training (so the numbers compare with the training
 #: metrics); ``greedy`` takes the most likely action.
 MODES = ("sampled", "greedy")
 
 
-def evaluate(checkpoint: str, episodes: int = 10, env: Optional[str] = None, mode: str = "sampled") -> Dict[str, Any]:
-    """Restores the Algorithm at ``checkpoint`` and runs ``episodes`` episodes on the driver.
-
-    ``mode``: ``"sampled"`` (default, as in training) or ``"greedy"``; see ``MODES``.
-    """
-    return evaluate_modes(checkpoint, episodes=episodes, env=env, modes=(mode,))[mode]
-
-
 def evaluate_modes(
-    checkpoint: str, episodes: int = 10, env: Optional[str] = None, modes: Sequence[str] = MODES
+    checkpoint: str | AlgorithmCheckpoint, episodes: int = 10, env: Optional[str] = None, modes: Sequence[str] = MODES
 ) -> Dict[str, Dict[str, Any]]:
-    """``evaluate`` for each of ``modes`` from one restore: ``{mode: report}``.
+    """Runs ``episodes`` episodes of the checkpoint's policy on one local EnvRunner (no Ray
+    cluster, no Algorithm) for each of ``modes`` (``MODES``): ``{mode: report}``.
 
     Each report: ``mode``, ``episodes``, ``mean_return`` (sum over agents, per episode),
     ``mean_return_per_group`` (per agent) and ``groups`` (group -> agents).
@@ -53,20 +62,16 @@ def evaluate_modes(
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise ValueError(f"Unknown evaluation mode(s) {unknown}: choose from {list(MODES)}.")
-    algo = Algorithm.from_checkpoint(checkpoint)
-    try:
-        config = algo.config.copy(copy_frozen=False)
-        if env is not None:
-            config.environment(env)
-        config.env_runners(num_envs_per_env_runner=1)
-        state = algo.learner_group.get_state(components=f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}")
-        module_state = state[COMPONENT_LEARNER][COMPONENT_RL_MODULE]
-    finally:
-        stop_and_remove_empty_logdir(algo)  # from_checkpoint made an empty ~/ray_results/<date>
+    stored = checkpoint if isinstance(checkpoint, AlgorithmCheckpoint) else read_checkpoint(checkpoint)
+    config = stored.config()
+    if env is not None:
+        config.environment(env)
+    config.env_runners(num_envs_per_env_runner=1)
+    states = stored.module_states()
     runner_class = config.env_runner_cls or (MultiAgentEnvRunner if config.is_multi_agent else SingleAgentEnvRunner)
     runner = runner_class(config=config)  # the fast path's EnvRunner for runs trained on it
     try:
-        runner.module.set_state(module_state if config.is_multi_agent else module_state[sharing_module_id(config)])
+        runner.module.set_state(states if config.is_multi_agent else states[sharing_module_id(config)])
         agent_ids = engine_module(runner, sharing_module_id(config)).agent_ids
         groups = agent_groups(runner, agent_ids)
         episodes_by_mode = {

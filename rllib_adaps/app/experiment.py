@@ -9,7 +9,7 @@ File format (YAML shown; JSON is the same structure)::
       sharing:                      # this package's place in the file
         method: adaps               # nops | fups | fups_id | seps | snp | adaps
         num_clusters: null          # any configure_sharing / PretrainingOptions option
-        fast_path: false            # optional; default automatic (rllib_adaps.fast_path)
+        fast_path: false            # optional; default automatic (rllib_adaps.rllib.fast_path)
       config:                       # AlgorithmConfig keys (as in config.to_dict())
         env_config: {levels: [1, 1, 2, 2]}
         lr: 0.0003
@@ -23,7 +23,6 @@ A Python file defines ``config`` (an AlgorithmConfig whose env is set) and optio
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import re
 import runpy
@@ -34,8 +33,10 @@ import yaml
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.algorithms.registry import ALGORITHMS
 
-from rllib_adaps import METHODS, configure_sharing
+from rllib_adaps.core.options import SharingOptionError, did_you_mean
 from rllib_adaps.envs import ENV_CLASSES, EnvConfigError
+from rllib_adaps.methods import get_method
+from rllib_adaps.rllib.configure import configure_sharing
 
 EXPERIMENT_KEYS = ("run", "env", "stop", "config", "sharing", "checkpoint_config", "num_samples", "storage_path")
 CHECKPOINT_KEYS = ("checkpoint_frequency", "checkpoint_at_end", "num_to_keep")
@@ -48,7 +49,6 @@ class ExperimentError(ValueError):
 @dataclasses.dataclass
 class Experiment:
     name: str
-    algo: str
     config: AlgorithmConfig
     stop: Dict[str, Any]
     sharing: Dict[str, Any]
@@ -58,11 +58,10 @@ class Experiment:
 
 
 def _closest(word: str, options) -> str:
-    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.5)
-    return f" Did you mean '{close[0]}'?" if close else ""
+    return did_you_mean(word, options, cutoff=0.5)
 
 
-def check_env_name(env: Any, source: str) -> None:
+def check_env_name(env: Any, source: str, where: str = "key 'env'") -> None:
     """An env given by name must be registered with Tune (this package's are) or with Gymnasium."""
     if not isinstance(env, str):
         return
@@ -82,7 +81,7 @@ def check_env_name(env: Any, source: str) -> None:
     except ImportError:  # pragma: no cover
         pass
     raise ExperimentError(
-        f"Unknown env '{env}' in {source} (key 'env').{_closest(env, ENV_CLASSES)} This package's envs: "
+        f"Unknown env '{env}' in {source} ({where}).{_closest(env, ENV_CLASSES)} This package's envs: "
         f"{sorted(ENV_CLASSES)}; other envs must be registered with ray.tune.register_env() (in a .py experiment file)."
     )
 
@@ -99,6 +98,48 @@ def check_checkpoint_config(values: Dict[str, Any], source: str) -> None:
         raise ExperimentError(f"'checkpoint_config.num_to_keep' in {source} must be an integer >= 1 or null (keep all), got {keep!r}.")
     if not isinstance(values.get("checkpoint_at_end", True), bool):
         raise ExperimentError(f"'checkpoint_config.checkpoint_at_end' in {source} must be true or false, got {values['checkpoint_at_end']!r}.")
+
+
+#: Stop keys most runs use (shown when a stop key is not one that training reports).
+COMMON_STOP_KEYS = ("num_env_steps_sampled_lifetime", "training_iteration", "time_total_s", "env_runners/episode_return_mean")
+#: Top-level values of a training result (Tune's and RLlib's), as PPO, APPO and IMPALA report them.
+TOP_LEVEL_RESULTS = ("training_iteration", "time_total_s", "time_this_iter_s", "time_since_restore", "iterations_since_restore",
+                     "num_env_steps_sampled_lifetime", "num_env_steps_trained_lifetime", "num_agent_steps_sampled_lifetime",
+                     "num_agent_steps_trained_lifetime", "num_episodes_lifetime", "num_training_step_calls_per_iteration")
+#: Result groups whose nested keys (``group/...``) may be stop keys.
+RESULT_GROUPS = ("env_runners", "learners", "evaluation", "timers", "fault_tolerance", "perf", "identity_pretraining", "sharing")
+
+
+def _stop_key_problem(key: str, metric_names: set) -> bool:
+    """True if training never reports ``key`` (``env_runners/<name>`` must be an RLlib metric)."""
+    parts = str(key).split("/")
+    if len(parts) == 1:
+        return key not in TOP_LEVEL_RESULTS
+    if parts[0] not in RESULT_GROUPS:
+        return True
+    runner_metric = parts[1] if parts[0] == "env_runners" else parts[2] if parts[:2] == ["evaluation", "env_runners"] and len(parts) > 2 else None
+    return runner_metric is not None and runner_metric not in metric_names
+
+
+def check_stop(stop: Any, source: str) -> Dict[str, Any]:
+    """Stop criteria must name values that training reports (Tune silently never stops on an
+    unknown key), each with a number."""
+    import ray.rllib.utils.metrics as rllib_metrics
+
+    if not isinstance(stop, dict):
+        raise ExperimentError(f"'stop' in {source} must be a mapping of result keys to values, got {stop!r}.")
+    metric_names = {v for k, v in vars(rllib_metrics).items() if k.isupper() and isinstance(v, str)}
+    for key, value in stop.items():
+        if _stop_key_problem(key, metric_names):
+            candidates = [*COMMON_STOP_KEYS, *TOP_LEVEL_RESULTS, *(f"env_runners/{m}" for m in metric_names)]
+            raise ExperimentError(
+                f"Unknown stop key {key!r} in {source}: training never reports it, so the run would never stop."
+                f"{did_you_mean(key, candidates)} Common stop keys: {', '.join(COMMON_STOP_KEYS)}; nested keys start "
+                f"with one of {list(RESULT_GROUPS)}."
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ExperimentError(f"Stop value of {key!r} in {source} must be a number, got {value!r}.")
+    return dict(stop)
 
 
 def load_file(path: str | Path) -> Dict[str, Any] | AlgorithmConfig:
@@ -165,9 +206,8 @@ def parse_experiment(data: Dict[str, Any] | Dict[str, Any], source: str = "<dict
         config = data["config"]
         return Experiment(
             name=data.get("name") or Path(source).stem,
-            algo=config.algo_class.__name__ if config.algo_class else "PPO",
             config=config.copy(copy_frozen=False),
-            stop=dict(data.get("stop") or {}),
+            stop=check_stop(data.get("stop") or {}, source),
             sharing=dict(data.get("sharing") or {}),
             checkpoint_config=dict(data.get("checkpoint_config") or {}),
         )
@@ -190,15 +230,12 @@ def parse_experiment(data: Dict[str, Any] | Dict[str, Any], source: str = "<dict
     apply_config_dict(config, config_values, f"'{name}.config' of {source}")
     checkpoint_config = dict(spec.get("checkpoint_config") or {})
     check_checkpoint_config(checkpoint_config, source)
-    stop = spec.get("stop") or {}
-    if not isinstance(stop, dict):
-        raise ExperimentError(f"'stop' in {source} must be a mapping of result keys to values, got {stop!r}.")
+    stop = check_stop(spec.get("stop") or {}, source)
     num_samples = spec.get("num_samples", 1)
     if not isinstance(num_samples, int) or num_samples < 1:
         raise ExperimentError(f"'num_samples' in {source} must be an integer >= 1, got {num_samples!r}.")
     return Experiment(
         name=name,
-        algo=str(spec["run"]).upper() if str(spec["run"]).upper() in {n.upper() for n in ALGORITHMS} else spec["run"],
         config=config,
         stop=dict(stop),
         sharing=dict(spec.get("sharing") or {}),
@@ -217,11 +254,10 @@ def build_experiment(path: str | Path) -> Experiment:
     sharing = dict(experiment.sharing)
     method = sharing.pop("method", None)
     if method is not None:
-        if method not in METHODS:
-            raise ExperimentError(
-                f"Unknown sharing method '{method}' in {path} (key 'sharing.method').{_closest(method, METHODS)} "
-                f"Choose one of {list(METHODS)}."
-            )
+        try:
+            get_method(method)
+        except SharingOptionError as err:
+            raise ExperimentError(f"In {path}, key 'sharing.method': {err}") from None
         try:
             experiment.config = configure_sharing(experiment.config, method, **sharing)
         except (ValueError, TypeError) as err:
@@ -234,9 +270,10 @@ def build_experiment(path: str | Path) -> Experiment:
 def _located(err: Exception, path, method: str, sharing: Dict[str, Any]) -> ExperimentError:
     """The error of ``configure_sharing`` with the file and the key it comes from."""
     message = str(err)
-    keys = [k for k in sharing if re.search(rf"(?<![\w.]){re.escape(k)}(?!\w)", message)]
+    named = getattr(err, "key", None)  # an unknown option names itself; then only that one is meant
+    keys = [named] if named else [k for k in sharing if re.search(rf"(?<![\w.]){re.escape(k)}(?!\w)", message)]
     if keys:
-        where = ", ".join(f"key 'sharing.{k}' (value {sharing[k]!r})" for k in keys)
+        where = ", ".join(f"key 'sharing.{k}'" + (f" (value {sharing[k]!r})" if k in sharing else "") for k in keys)
     elif isinstance(err, EnvConfigError):
         where = "key 'config.env_config'"
     elif type(err).__name__ == "SharingOptionError":

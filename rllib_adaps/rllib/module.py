@@ -20,17 +20,16 @@ Every layer holds ``G`` parameter slices (``weight[g]`` is ``[in, out]``, ``bias
 | SePS    | bound on K (allocated)  | cluster (0 before) | 0                       |
 
 A forward pass routes each sample by its agent index (last observation column, written by
-``AgentIndexObservations``): samples are scattered into a ``[U, rows, in]`` block, one
-``bmm`` per layer runs every used slice at once, and the result is gathered back. No loop
-over agents or groups; with one slice in use it is a plain matmul. A sample's loss reaches
-only its own slice. Tables are buffers, so every weight sync and checkpoint carries them.
+``AgentIndexObservations`` or the fast path's env) through ``rllib_adaps.core.layers``. A
+sample's loss reaches only its own slice. Tables are buffers, so every weight sync and
+checkpoint carries them. The method comes from the ``model_config`` as a ``SharingSpec``
+(``rllib_adaps.methods.spec``); the engine reads only the spec's ``EngineLayout``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -46,42 +45,36 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.torch_utils import FLOAT_MIN
 
-from rllib_adaps.masks import check_threshold, random_pruning_masks
+from rllib_adaps.core.identity import space_groups
+from rllib_adaps.core.layers import ACTIVATIONS, GroupedLinear, GroupedMLP, Routing
+from rllib_adaps.core.options import SharingOptionError, did_you_mean
+from rllib_adaps.methods.spec import METHOD_KEY, METHODS, SharingSpec, all_option_keys
 
 #: Bumped when the module's state layout changes; older checkpoints are refused.
 ENGINE_VERSION = 2
-METHOD_CODES = ("nops", "fups", "fups_id", "seps", "snp", "adaps")
-MASKABLE_NETWORKS = ("actor", "critic")
-ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "elu": torch.nn.ELU, "silu": torch.nn.SiLU, "swish": torch.nn.SiLU}
 
-#: The module's own ``model_config`` keys and their defaults.
-ENGINE_MODEL_CONFIG: Dict[str, Any] = {
-    "agent_ids": None,  # env order: row i of every table belongs to agent_ids[i]
-    "action_sizes": None,  # valid actions per agent (None: the whole action space)
-    "obs_sizes": None,  # real observation size per agent before padding (identity pre-training reads it)
-    "num_slices": 1,  # G parameter slices per layer
-    "agent_slices": None,  # initial agent -> slice table (None: all 0)
-    "agent_id_input": False,  # FuPS+id: one-hot agent index appended to the features
-    "masking": "none",  # none | random (SNP-PS) | cluster (AdaPS)
-    "mask_rows": 1,  # R rows of mask_table (row 0 is all ones)
-    "masked_networks": list(MASKABLE_NETWORKS),
-    "pruning_rate": 0.5,
-    "mask_seed": 0,
-    "mask_threshold": 0.2,
-    "sharing_method": None,  # recorded in checkpoints, checked when a state is loaded
-}
-
+#: The module's own ``model_config`` keys (the sharing spec's keys come on top).
+ENGINE_KEYS = (
+    "agent_ids",  # env order: row i of every table belongs to agent_ids[i]
+    "action_sizes",  # valid actions per agent (None: the whole action space)
+    "obs_sizes",  # real observation size per agent before padding (identity pre-training reads it)
+)
 #: RLlib ``model_config`` keys the engine reads; every other RLlib key must keep its default.
 SUPPORTED_RLLIB_KEYS = ("fcnet_hiddens", "fcnet_activation", "vf_share_layers")
+PAPER_NETWORK = {"fcnet_hiddens": [64, 64], "fcnet_activation": "relu", "vf_share_layers": False}
 
 
-def check_model_config(model_config: Dict[str, Any]) -> Dict[str, Any]:
-    """Merges defaults and refuses keys the engine would otherwise ignore silently."""
+def read_model_config(model_config: Dict[str, Any], default_method: str = "fups") -> Tuple[Dict[str, Any], SharingSpec]:
+    """The engine's settings and the sharing spec of a ``model_config``; refuses keys the engine
+    would otherwise ignore silently (an RLlib key away from its default, or a misspelt key)."""
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
+    model_config = dict(model_config or {})
+    spec = SharingSpec.from_model_config(model_config, default_method)
+    own = {*ENGINE_KEYS, *SUPPORTED_RLLIB_KEYS, METHOD_KEY, *SharingSpec.option_keys(spec.method)}
     rllib_defaults = dataclasses.asdict(DefaultModelConfig())
-    for key, value in (model_config or {}).items():
-        if key in ENGINE_MODEL_CONFIG or key in SUPPORTED_RLLIB_KEYS:
+    for key, value in model_config.items():
+        if key in own:
             continue
         if key in rllib_defaults:
             if value != rllib_defaults[key]:
@@ -90,99 +83,14 @@ def check_model_config(model_config: Dict[str, Any]) -> Dict[str, Any]:
                     f"it reads only {list(SUPPORTED_RLLIB_KEYS)} of RLlib's keys. Remove {key!r} or leave it at its "
                     f"default ({rllib_defaults[key]!r})."
                 )
-            continue
-        import difflib
-
-        close = difflib.get_close_matches(key, [*ENGINE_MODEL_CONFIG, *rllib_defaults], n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown model_config key {key!r}.{hint}")
-    cfg = {"fcnet_hiddens": [64, 64], "fcnet_activation": "relu", "vf_share_layers": False, **ENGINE_MODEL_CONFIG}
-    cfg.update({k: v for k, v in (model_config or {}).items() if k in cfg})
-    return cfg
-
-
-class Routing:
-    """Where each sample of a batch goes: its slice and its row in the ``[U, rows]`` block.
-
-    Built once per forward pass from the per-sample slice index and reused by every layer.
-    ``U`` counts the slices the agents use (SePS allocates more than it uses).
-    """
-
-    def __init__(self, sample_slice: torch.Tensor, used_slices: torch.Tensor, num_slices: int):
-        self.used = used_slices  # [U] slice ids in use (sorted)
-        self.single = len(used_slices) == 1
-        self.all_slices = len(used_slices) == num_slices  # then slice id == block index
-        if self.single:
-            return
-        if self.all_slices:
-            sample_compact = sample_slice
+        elif key in all_option_keys():
+            raise SharingOptionError(f"model_config[{key!r}] is not an option of sharing method {spec.method!r} "
+                                     f"(options: {', '.join(SharingSpec.option_keys(spec.method)) or 'none'}).")
         else:
-            compact = torch.full((num_slices,), -1, dtype=torch.int64, device=used_slices.device)
-            compact[used_slices] = torch.arange(len(used_slices), device=used_slices.device)
-            sample_compact = compact[sample_slice]  # [B] in 0..U-1
-        counts = torch.bincount(sample_compact, minlength=len(used_slices))
-        self.rows = int(counts.max()) if len(sample_compact) else 0
-        order = torch.argsort(sample_compact, stable=True)
-        starts = torch.cumsum(counts, 0) - counts
-        position = torch.empty_like(order)
-        position[order] = torch.arange(len(order), device=order.device) - starts[sample_compact[order]]
-        self.slot = sample_compact * self.rows + position  # [B] row in the flattened block
-
-    def scatter(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, d]`` -> ``[U, rows, d]`` (unused rows are zero and never read back)."""
-        block = x.new_zeros(len(self.used) * self.rows, x.shape[-1]).index_copy(0, self.slot, x)
-        return block.view(len(self.used), self.rows, x.shape[-1])
-
-    def gather(self, block: torch.Tensor) -> torch.Tensor:
-        return block.reshape(-1, block.shape[-1]).index_select(0, self.slot)
-
-
-class GroupedLinear(torch.nn.Module):
-    """``G`` independent linear maps in one tensor; slice ``g`` is ``weight[g]``, ``bias[g]``.
-
-    Each slice is initialised as ``torch.nn.Linear`` would be.
-    """
-
-    def __init__(self, num_slices: int, in_features: int, out_features: int):
-        super().__init__()
-        bound = 1.0 / math.sqrt(in_features)
-        self.weight = torch.nn.Parameter(torch.empty(num_slices, in_features, out_features).uniform_(-bound, bound))
-        self.bias = torch.nn.Parameter(torch.empty(num_slices, out_features).uniform_(-bound, bound))
-
-    def forward(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
-        """``x``: ``[B, in]`` when one slice is in use, else ``[U, rows, in]``."""
-        if routing.single:
-            g = routing.used[0]
-            return torch.addmm(self.bias[g], x, self.weight[g])
-        if routing.all_slices:  # NoPS, and SePS using its whole bound: no copy of the weights
-            return torch.baddbmm(self.bias[:, None, :], x, self.weight)
-        weight, bias = self.weight.index_select(0, routing.used), self.bias.index_select(0, routing.used)
-        return torch.baddbmm(bias[:, None, :], x, weight)
-
-
-class GroupedMLP(torch.nn.Module):
-    """Hidden layers (each followed by the activation and an optional neuron mask) and a head."""
-
-    def __init__(self, num_slices: int, in_dim: int, hiddens: Sequence[int], out_dim: Optional[int], activation: str):
-        super().__init__()
-        sizes = [in_dim, *hiddens]
-        self.hidden = torch.nn.ModuleList(GroupedLinear(num_slices, a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.head = GroupedLinear(num_slices, sizes[-1], out_dim) if out_dim is not None else None
-        self.activation = ACTIVATIONS[activation]()
-        self.hidden_sizes = list(hiddens)
-
-    def body(self, x: torch.Tensor, routing: Routing, masks: Optional[torch.Tensor]) -> torch.Tensor:
-        """Hidden layers; ``masks`` has the layout of ``x`` with ``sum(hidden_sizes)`` columns."""
-        offset = 0
-        for layer, size in zip(self.hidden, self.hidden_sizes):
-            x = self.activation(layer(x, routing))
-            if masks is not None:
-                x = x * masks[..., offset : offset + size]
-            offset += size
-        return x
-
-    def forward(self, x, routing, masks=None):
-        return self.head(self.body(x, routing, masks), routing)
+            raise ValueError(f"Unknown model_config key {key!r}.{did_you_mean(key, [*own, *rllib_defaults])}")
+    cfg = {**PAPER_NETWORK, **{k: None for k in ENGINE_KEYS}}
+    cfg.update({k: v for k, v in model_config.items() if k in cfg})
+    return cfg, spec
 
 
 class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, InferenceOnlyAPI):
@@ -190,29 +98,31 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
 
     Works with PPO (``ValueFunctionAPI``) and APPO/IMPALA (``TargetNetworkAPI``). EnvRunners
     build it without the critic (``InferenceOnlyAPI``). Reads RLlib's ``fcnet_hiddens``,
-    ``fcnet_activation`` and ``vf_share_layers`` and its own keys (``ENGINE_MODEL_CONFIG``);
-    any other RLlib key set away from its default is refused. The observation space is the
+    ``fcnet_activation`` and ``vf_share_layers``, its own keys (``ENGINE_KEYS``) and the
+    sharing spec's (``sharing_method`` and that method's options, ``read_model_config``); any
+    other RLlib key set away from its default is refused. The observation space is the
     padded observation plus one column holding the agent index; the action space is
     ``Discrete`` (the largest of all agents'), with actions an agent lacks masked out.
     """
 
-    #: Defaults a subclass may change (``AdaPSModule`` masks by clusters).
+    #: Defaults a subclass may change (``AdaPSModule``'s method is AdaPS; here it is FuPS).
     default_model_config: Dict[str, Any] = {}
 
     @override(TorchRLModule)
     def setup(self):
-        cfg = check_model_config({**self.default_model_config, **(self.model_config or {})})
+        cfg, self.sharing_spec = read_model_config({**self.default_model_config, **(self.model_config or {})})
         self._validate(cfg)
         self.agent_ids: List[str] = list(cfg["agent_ids"])
         self.num_agents = n = len(self.agent_ids)
-        self.num_slices = int(cfg["num_slices"])
-        self.masking: str = cfg["masking"]
-        self.agent_id_input = bool(cfg["agent_id_input"])
         self.hidden_sizes = [int(h) for h in cfg["fcnet_hiddens"]]
         self.obs_sizes = None if cfg["obs_sizes"] is None else [int(x) for x in cfg["obs_sizes"]]
         self.action_sizes = None if cfg["action_sizes"] is None else [int(x) for x in cfg["action_sizes"]]
+        groups = space_groups(n, self.obs_sizes, self.action_sizes)  # never one cluster across spaces
+        layout = self.sharing_spec.layout(n, self.hidden_sizes, groups)  # checks the options against N
+        self.num_slices = layout.num_slices
+        self.agent_id_input = layout.agent_id_input
         self.vf_share_layers = bool(cfg["vf_share_layers"])
-        masked = set(cfg["masked_networks"]) if self.masking != "none" else set()
+        masked = set(layout.masked_networks)
         self.mask_actor = "actor" in masked or (self.vf_share_layers and bool(masked))
         self.mask_critic = "critic" in masked or (self.vf_share_layers and bool(masked))
 
@@ -220,27 +130,23 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
         in_dim = obs_dim + (n if self.agent_id_input else 0)
         num_actions = int(self.action_space.n)
         g, act = self.num_slices, cfg["fcnet_activation"]
+        self.actor = GroupedMLP(g, in_dim, self.hidden_sizes, num_actions, act)  # with vf_share_layers: the trunk too
         if self.vf_share_layers:
-            self.actor = GroupedMLP(g, in_dim, self.hidden_sizes, num_actions, act)  # trunk + policy head
             self.vf_head = GroupedLinear(g, self.hidden_sizes[-1], 1)
         else:
-            self.actor = GroupedMLP(g, in_dim, self.hidden_sizes, num_actions, act)
             self.critic = GroupedMLP(g, in_dim, self.hidden_sizes, 1, act)
 
-        slices = np.zeros(n, np.int64) if cfg["agent_slices"] is None else np.asarray(cfg["agent_slices"], np.int64)
+        slices = np.zeros(n, np.int64) if layout.agent_slices is None else np.asarray(layout.agent_slices, np.int64)
         self.register_buffer("agent_slice", torch.as_tensor(slices).clone())
         self.register_buffer("agent_cluster", torch.full((n,), -1, dtype=torch.int64))
-        rows = max(int(cfg["mask_rows"]), 1)
-        table = torch.ones(rows, sum(self.hidden_sizes), dtype=torch.bool)
+        table = torch.ones(max(layout.mask_rows, 1), sum(self.hidden_sizes), dtype=torch.bool)
         agent_mask = torch.zeros(n, dtype=torch.int64)
-        if self.masking == "random":  # SNP-PS: row i + 1 is agent i's fixed random mask
-            layers = random_pruning_masks(n, self.hidden_sizes, cfg["pruning_rate"], cfg["mask_seed"])
-            table[1:] = torch.as_tensor(np.concatenate(layers, axis=1) > 0)
-            agent_mask = torch.arange(1, n + 1)
+        if layout.mask_table is not None:
+            table[: len(layout.mask_table)] = torch.as_tensor(np.asarray(layout.mask_table) > 0)
+            agent_mask = torch.as_tensor(np.asarray(layout.agent_mask), dtype=torch.int64).clone()
         self.register_buffer("mask_table", table)
         self.register_buffer("agent_mask", agent_mask)
-        method = cfg["sharing_method"]
-        self.register_buffer("sharing_method_code", torch.tensor(METHOD_CODES.index(method) if method in METHOD_CODES else -1))
+        self.register_buffer("sharing_method_code", torch.tensor(METHODS.index(self.sharing_spec.method)))
         self.register_buffer("engine_version", torch.tensor(ENGINE_VERSION))
         self._routing_cache = None  # (obs tensor, Routing) of the last train forward
 
@@ -255,23 +161,10 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
         if not cfg["agent_ids"]:
             raise ValueError(f"{name} needs model_config['agent_ids']: the env's agent ids in env order (configure_sharing() sets it).")
         n = len(cfg["agent_ids"])
-        if cfg["masking"] not in ("none", "random", "cluster"):
-            raise ValueError(f"model_config['masking'] must be one of ('none', 'random', 'cluster'), got {cfg['masking']!r}.")
-        unknown = set(cfg["masked_networks"]) - set(MASKABLE_NETWORKS)
-        if unknown or not cfg["masked_networks"]:
-            raise ValueError(f"model_config['masked_networks'] must be a non-empty subset of {MASKABLE_NETWORKS}, got {cfg['masked_networks']!r}.")
-        check_threshold(cfg["mask_threshold"])
         if cfg["fcnet_activation"] not in ACTIVATIONS:
             raise ValueError(f"model_config['fcnet_activation'] must be one of {sorted(ACTIVATIONS)}, got {cfg['fcnet_activation']!r}.")
         if not cfg["fcnet_hiddens"] or any(int(h) < 1 for h in cfg["fcnet_hiddens"]):
             raise ValueError(f"model_config['fcnet_hiddens'] must be a non-empty list of positive ints, got {cfg['fcnet_hiddens']!r}.")
-        if int(cfg["num_slices"]) < 1:
-            raise ValueError(f"model_config['num_slices'] must be >= 1, got {cfg['num_slices']!r}.")
-        slices = cfg["agent_slices"]
-        if slices is not None and (len(slices) != n or min(slices) < 0 or max(slices) >= int(cfg["num_slices"])):
-            raise ValueError(f"model_config['agent_slices'] needs one slice in [0, num_slices) per agent, got {slices!r}.")
-        if cfg["masking"] == "random" and int(cfg["mask_rows"]) < n + 1:
-            raise ValueError("model_config['mask_rows'] must be >= number of agents + 1 for masking='random'.")
         if not hasattr(self.action_space, "n"):
             raise ValueError(f"{name} supports Discrete action spaces only, got {self.action_space}.")
         if len(getattr(self.observation_space, "shape", ()) or ()) != 1:
@@ -354,8 +247,8 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
             code, own = state.get("sharing_method_code"), int(self.sharing_method_code)
             if code is not None and int(code) >= 0 and own >= 0 and int(code) != own:
                 raise ValueError(
-                    f"This state was written by a '{METHOD_CODES[int(code)]}' run, but this run uses "
-                    f"'{METHOD_CODES[own]}': restore checkpoints into a run of the same sharing method."
+                    f"This state was written by a '{METHODS[int(code)]}' run, but this run uses "
+                    f"'{METHODS[own]}': restore checkpoints into a run of the same sharing method."
                 )
         super().set_state(state)
 
@@ -440,18 +333,11 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
 
 
 class AdaPSModule(ParameterSharingModule):
-    """The engine with AdaPS defaults: one set of parameters, neuron masks per cluster.
+    """The engine with AdaPS as its default method: one set of parameters, neuron masks per cluster.
 
-    Drop it into an RLlib config with ``model_config={"agent_ids": [...]}``; masks stay all
-    ones until ``IdentityPretrainingCallback`` installs the clusters' masks.
+    Drop it into an RLlib config with ``model_config={"agent_ids": [...], **adaps_options}``
+    and ``SharingCallback`` (the README's manual route); masks stay all ones until the callback
+    installs the clusters' masks.
     """
 
-    default_model_config = {"masking": "cluster", "sharing_method": "adaps"}
-
-    @override(ParameterSharingModule)
-    def setup(self):
-        cfg = {**self.default_model_config, **(self.model_config or {})}
-        if "mask_rows" not in cfg:  # room for up to one cluster per agent
-            cfg["mask_rows"] = len(cfg.get("agent_ids") or []) + 1
-        self.model_config = cfg
-        super().setup()
+    default_model_config = {METHOD_KEY: "adaps"}

@@ -22,7 +22,7 @@
    with ``gym.make_vec`` (sub-envs = ``num_envs_per_env_runner``) and calls every per-episode
    hook for every sub-env and step, whether a callback implements it or not. The fast path's
    agent slots need env steps, env episodes and env copies instead: those overrides live in
-   one subclass, ``rllib_adaps.fast_path.FastPathEnvRunner`` (``sample``, ``make_env``,
+   one subclass, ``rllib_adaps.rllib.fast_path.FastPathEnvRunner`` (``sample``, ``make_env``,
    ``_increase_sampled_metrics``, ``get_metrics``, ``_new_episode``,
    ``_make_on_episode_callback``), not here, because they are the fast path itself.
 7. An Algorithm built outside Tune (``Algorithm.from_checkpoint``) creates Tune's default
@@ -71,7 +71,7 @@ def wrap_restores(algorithm, module_ids: List[str], after: Callable[[Any], None]
     Set on the instance: ``Algorithm.from_checkpoint`` builds the Algorithm (firing
     ``on_algorithm_init``, where this is called) and then calls ``restore_from_path`` on it.
     """
-    from rllib_adaps.multi_module import check_algorithm_checkpoint
+    from rllib_adaps.rllib.checkpoints import check_algorithm_checkpoint
 
     original = algorithm.restore_from_path
 

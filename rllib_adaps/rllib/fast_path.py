@@ -31,7 +31,7 @@ sampled by RLlib's leaner ``SingleAgentEnvRunner``:
 
 ``configure_sharing`` chooses this path by itself when the env allows it
 (``fast_path_problem``), and ``fast_path=False`` turns it off. On this path the module id is
-RLlib's single-agent ``default_policy`` (``rllib_adaps.module_ids``). RLlib's per-episode
+RLlib's single-agent ``default_policy`` (``rllib_adaps.rllib.module_ids``). RLlib's per-episode
 callbacks (``on_episode_start/step/end``) see one ``SingleAgentEpisode`` per agent slot; its
 ``custom_data`` names the agent (``agent_id``, ``agent_index``), the env copy (``env_index``)
 and the env episode (``env_episode_id``).
@@ -90,8 +90,8 @@ from ray.rllib.utils.metrics import (
 )
 from ray.tune.registry import ENV_CREATOR, _global_registry
 
-from rllib_adaps.connectors import padded_index_space
-from rllib_adaps.module_ids import FAST_PATH_MODULE_ID
+from rllib_adaps.rllib.connectors import padded_index_space
+from rllib_adaps.rllib.module_ids import FAST_PATH_MODULE_ID
 
 logger = logging.getLogger("rllib_adaps")
 EPISODE_HOOKS = ("on_episode_created", "on_episode_start", "on_episode_step", "on_episode_end")

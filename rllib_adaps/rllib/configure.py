@@ -1,11 +1,11 @@
 """``configure_sharing``: one call that turns a multi-agent AlgorithmConfig into a run of a method.
 
 Every method runs on one ``ParameterSharingModule``; every agent maps to it, and the module's
-tables route each agent to its parameter slice and mask (see ``rllib_adaps.engine``). Methods
+tables route each agent to its parameter slice and mask (see ``rllib_adaps.rllib.module``). Methods
 themselves live in ``rllib_adaps.methods``.
 
 Two ways to run the env, chosen here (a log line of logger ``rllib_adaps`` says which):
-- the fast path (``rllib_adaps.fast_path``), when the env is a PettingZoo ``ParallelEnv``
+- the fast path (``rllib_adaps.rllib.fast_path``), when the env is a PettingZoo ``ParallelEnv``
   (or a plain wrapper of one) whose agents all act every step: env copies x agents as slots
   of RLlib's single-agent EnvRunner, module id ``default_policy``;
 - the multi-agent path otherwise, or with ``fast_path=False``: RLlib's ``MultiAgentEnvRunner``,
@@ -28,17 +28,14 @@ from ray.rllib.env.env_context import EnvContext
 from ray.rllib.utils import force_list
 from ray.tune.registry import ENV_CREATOR, _global_registry
 
-from rllib_adaps.callback import SharingCallback, logger
-from rllib_adaps.connectors import AgentIndexConnector, padded_index_space
-from rllib_adaps.engine import SUPPORTED_RLLIB_KEYS, ParameterSharingModule, check_model_config
 from rllib_adaps.envs import ENV_CLASSES, register_envs
-from rllib_adaps.fast_path import FastPathEnvRunner, parallel_env_of, slot_env_to_module, slot_module_to_env
-from rllib_adaps.mapping import AgentModuleMapping
-from rllib_adaps.methods import get_method
-from rllib_adaps.module_ids import FAST_PATH_MODULE_ID, SHARED_MODULE_ID
-
-#: The papers' network settings (MLP 64x64 for actor and critic).
-PAPER_MODEL_CONFIG = {"fcnet_hiddens": [64, 64], "fcnet_activation": "relu", "vf_share_layers": False}
+from rllib_adaps.methods.spec import METHOD_KEY, SharingSpec, all_option_keys
+from rllib_adaps.rllib.callback import SharingCallback, logger
+from rllib_adaps.rllib.connectors import AgentIndexConnector, padded_index_space
+from rllib_adaps.rllib.fast_path import FastPathEnvRunner, parallel_env_of, slot_env_to_module, slot_module_to_env
+from rllib_adaps.rllib.mapping import AgentModuleMapping
+from rllib_adaps.rllib.module import ENGINE_KEYS, PAPER_NETWORK, SUPPORTED_RLLIB_KEYS, ParameterSharingModule, read_model_config
+from rllib_adaps.rllib.module_ids import FAST_PATH_MODULE_ID, SHARED_MODULE_ID
 
 
 @dataclasses.dataclass
@@ -60,8 +57,12 @@ class EnvAgents:
         return [int(self.action_spaces[a].n) for a in self.agent_ids]
 
 
-def describe_env(config: AlgorithmConfig) -> EnvAgents:
-    """Builds the config's env once on the driver and reads its agents and spaces."""
+def describe_env(config: AlgorithmConfig, pad_observations: bool = True) -> EnvAgents:
+    """Builds the config's env once on the driver and reads its agents and spaces.
+
+    The spaces are checked before the env is stepped (the fast-path check steps it with
+    discrete actions), so an unsupported space is refused here, not inside the env.
+    """
     env_spec = config.env
     if env_spec is None:
         raise ValueError("configure_sharing needs an env: call config.environment(...) first.")
@@ -82,12 +83,13 @@ def describe_env(config: AlgorithmConfig) -> EnvAgents:
         agent_ids = list(getattr(env, "possible_agents", None) or [])
         if not agent_ids:
             raise ValueError(f"The env {env_spec!r} lists no possible_agents; a multi-agent env is needed.")
-        obs = {a: env.get_observation_space(a) for a in agent_ids}
-        act = {a: env.get_action_space(a) for a in agent_ids}
-        problem = fast_path_problem(env, agent_ids)
+        info = EnvAgents(agent_ids, {a: env.get_observation_space(a) for a in agent_ids},
+                         {a: env.get_action_space(a) for a in agent_ids})
+        _check_spaces(info, pad_observations)
+        info.fast_path_problem = fast_path_problem(env, agent_ids)
     finally:
         env.close()
-    return EnvAgents(agent_ids, obs, act, problem)
+    return info
 
 
 def fast_path_problem(env: Any, agent_ids: List[str]) -> Optional[str]:
@@ -154,31 +156,38 @@ def configure_sharing(
         config: an AlgorithmConfig (PPO, APPO, IMPALA) whose env is multi-agent.
         method: one of ``METHODS`` (``nops``, ``fups``, ``fups_id``, ``seps``, ``snp``, ``adaps``).
         pad_observations: zero-pad observations of different sizes to the largest.
-        fast_path: None (default): run the env on the fast path (``rllib_adaps.fast_path``) when
+        fast_path: None (default): run the env on the fast path (``rllib_adaps.rllib.fast_path``) when
             it allows it, else on RLlib's multi-agent path; False: always the multi-agent path;
             True: the fast path or an error saying why not. Budgets (train batch, stop criteria,
             pre-training schedule) are env steps on both paths; the module id is
             ``default_policy`` on the fast path and ``shared`` on the other
-            (``rllib_adaps.module_ids.sharing_module_id(config)``).
-        **options: the method's options (``rllib_adaps.methods``): ``snp``: ``pruning_rate``,
-            ``mask_seed``, ``masked_networks``; ``seps``: ``PretrainingOptions`` (``num_clusters``,
-            ``shared_training_env_steps``, ``identity_env_steps``, ``z_dim``, ...); ``adaps``: those plus
-            ``mask_threshold``, ``mask_seed``, ``masked_networks``. Others take none.
+            (``rllib_adaps.rllib.module_ids.sharing_module_id(config)``).
+        **options: the method's options (``rllib_adaps.methods``, README "Options"): ``snp``:
+            ``SNPOptions``; ``seps``: ``PretrainingOptions`` (``num_clusters``,
+            ``identity_env_steps``, ``vae={...}``, ...); ``adaps``: ``AdaPSOptions`` (those plus
+            ``mask_threshold``, ``mask_seed``, ``masked_networks``). Others take none.
     """
-    method_class = get_method(method)
+    if not isinstance(config, AlgorithmConfig):
+        raise TypeError(f"configure_sharing takes an AlgorithmConfig (e.g. PPOConfig().environment(...)), got "
+                        f"{type(config).__name__}.")
+    spec = SharingSpec.build(method, options)  # the options' one validation
     config = config.copy(copy_frozen=False)
-    info = describe_env(config)
-    _check_spaces(info, pad_observations)
-    sharing = method_class(options, num_agents=len(info.agent_ids))  # validates the options
-    user = check_model_config({k: v for k, v in config.model_config.items()})
+    user_model = dict(config.model_config)
+    misplaced = sorted(k for k in user_model if k in (METHOD_KEY, *ENGINE_KEYS) or k in all_option_keys())
+    if misplaced:
+        raise ValueError(f"model_config holds {misplaced}, which configure_sharing sets itself: pass the method and its "
+                         "options to configure_sharing(config, method, **options) and leave them out of model_config.")
+    read_model_config(user_model)  # refuses RLlib keys the engine would ignore, before the env is built
+    info = describe_env(config, pad_observations)
     model_config = {
-        **PAPER_MODEL_CONFIG,
-        **{k: user[k] for k in SUPPORTED_RLLIB_KEYS if k in config.model_config},
+        **PAPER_NETWORK,
+        **{k: user_model[k] for k in SUPPORTED_RLLIB_KEYS if k in user_model},
         "agent_ids": list(info.agent_ids),
         "action_sizes": info.action_sizes,
         "obs_sizes": [int(np.prod(info.observation_spaces[a].shape)) for a in info.agent_ids],
-        **sharing.module_config(),
+        **spec.to_model_config(),
     }
+    spec.for_agents(len(info.agent_ids))  # the options that depend on the agents (num_clusters <= N)
     spec = module_spec(info, model_config)
     why_not_fast = _why_not_fast_path(config, info, fast_path)
     if why_not_fast is None:
@@ -208,9 +217,8 @@ def configure_sharing(
         config.env_runners(env_to_module_connector=_with_user_connector(config, AgentIndexConnector(info.agent_ids, info.obs_dim)))
         logger.info("configure_sharing: multi-agent path (%s; module id '%s')", why_not_fast, module_id)
     config.rl_module(rl_module_spec=spec)  # one spec: RLlib then builds it inference-only on EnvRunners (rllib_shims 4)
-    callback = SharingCallback.configured(method=method, agent_ids=info.agent_ids, module_id=module_id, **options)
-    existing = [c for c in force_list(config.callbacks_class) if c is not RLlibCallback]
-    config.callbacks(callbacks_class=[*existing, callback] if existing else callback)
+    existing = [c for c in force_list(config.callbacks_class) if c is not RLlibCallback and c is not SharingCallback]
+    config.callbacks(callbacks_class=[*existing, SharingCallback] if existing else SharingCallback)
     return config
 
 

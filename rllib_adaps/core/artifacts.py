@@ -28,37 +28,16 @@ def project_2d(identities: np.ndarray) -> np.ndarray:
 
 
 def k_selection_record(summary: Dict[str, Any]) -> Dict[str, Any]:
-    """How K was chosen, from ``summary["k_selection"]`` (criterion, scores, excluded, chosen).
-
-    Summaries without it (older runs) have only the Davies-Bouldin scores: the record then says
-    which scores were better than the chosen K's, without the reason they were passed over.
-    """
-    chosen = int(summary["num_clusters"])
-    selection = summary.get("k_selection")
-    if selection:
-        scores = {str(k): float(v) for k, v in (selection.get("scores") or {}).items()}
-        excluded = {str(k): str(v) for k, v in (selection.get("excluded") or {}).items()}
-        candidates = sorted({int(k) for k in scores} | {int(k) for k in excluded} | {int(selection.get("chosen", chosen))})
-        return {
-            "criterion": str(selection.get("criterion", "")),
-            "candidates": candidates,
-            "scores": scores,
-            "excluded": excluded,
-            "chosen": int(selection.get("chosen", chosen)),
-        }
-    scores = {str(k): float(v) for k, v in (summary.get("davies_bouldin") or {}).items()}
-    if not scores:
-        return {"criterion": "num_clusters given in the options (no selection)", "candidates": [chosen], "scores": {},
-                "excluded": {}, "chosen": chosen}
-    best_passed_over = {
-        k: "not recorded by this run (its summary has no k_selection); the chosen K's score is worse"
-        for k, v in scores.items() if int(k) != chosen and str(chosen) in scores and v < scores[str(chosen)]
-    }
+    """How K was chosen, from ``summary["k_selection"]`` (criterion, scores, excluded, chosen)."""
+    selection = summary["k_selection"]
+    scores = {str(k): float(v) for k, v in (selection.get("scores") or {}).items()}
+    excluded = {str(k): str(v) for k, v in (selection.get("excluded") or {}).items()}
+    chosen = int(selection["chosen"])
     return {
-        "criterion": "davies_bouldin (lower is better)",
-        "candidates": sorted(int(k) for k in scores),
+        "criterion": str(selection["criterion"]),
+        "candidates": sorted({int(k) for k in scores} | {int(k) for k in excluded} | {chosen}),
         "scores": scores,
-        "excluded": best_passed_over,
+        "excluded": excluded,
         "chosen": chosen,
     }
 
@@ -85,7 +64,6 @@ def write_cluster_artifacts(
         "identities": {a: [float(x) for x in v] for a, v in zip(agent_ids, identities)},
         "num_clusters": int(summary["num_clusters"]),
         "k_selection": k_selection_record(summary),
-        "davies_bouldin": summary.get("davies_bouldin", {}),
         "adjusted_rand_index": summary.get("adjusted_rand_index"),
         "true_types": dict(true_types) if true_types else None,
         "vae_loss": summary.get("vae_loss"),

@@ -9,30 +9,55 @@ Agents with different observation or action spaces (zero-padded to the largest s
 training pipeline) are handled in two ways, see ``fit_identities``: the decoder never sees a
 column that is padding for any agent, and agents with different spaces never share a cluster.
 Observation features constant within each agent (an LBF agent's own level) are reconstructed by
-the decoder but not read by it, so that only ``z`` can supply them (``identity_leaks``).
+the decoder but not read by it, so that only ``z`` can supply them (``VAEOptions.identity_leaks``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import davies_bouldin_score, silhouette_score
+
+from rllib_adaps.core.clustering import KSelector, cluster_identities, select_num_clusters
+from rllib_adaps.core.options import SharingOptionError
 
 logger = logging.getLogger(__name__)
 
 RECONSTRUCT_TARGETS = ("next_obs", "reward")
-#: Criteria ``cluster_identities`` can choose K by (see ``select_num_clusters``).
-K_CRITERIA = ("silhouette", "gap", "davies_bouldin", "davies_bouldin_floor", "bic")
-DEFAULT_K_CRITERION = "silhouette"
+IDENTITY_LEAK_MODES = ("reconstruct", "drop", "read")
 DEFAULT_MIN_TRANSITIONS_PER_AGENT = 100
+
+
+@dataclass(frozen=True)
+class VAEOptions:
+    """The identity VAE's settings (SePS's defaults where they exist, except ``lr``: see
+    ``train_identity_vae``)."""
+
+    z_dim: int = 10
+    kl_weight: float = 1e-4
+    epochs: int = 10
+    batch_size: int = 128
+    min_updates: int = 2_000  # at least this many gradient steps (small collections)
+    lr: float = 1e-3
+    reconstruct: Sequence[str] = RECONSTRUCT_TARGETS
+    #: Per-agent constant observation features: reconstruct | drop | read (see fit_identities).
+    identity_leaks: str = "reconstruct"
+
+    def __post_init__(self):
+        object.__setattr__(self, "reconstruct", tuple(self.reconstruct))
+        for name in ("z_dim", "epochs", "batch_size", "min_updates"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise SharingOptionError(f"vae.{name} must be an int >= 1, got {getattr(self, name)!r}.")
+        if not self.kl_weight >= 0 or not self.lr > 0:
+            raise SharingOptionError(f"vae.kl_weight must be >= 0 and vae.lr > 0, got {self.kl_weight}, {self.lr}.")
+        if not self.reconstruct or set(self.reconstruct) - set(RECONSTRUCT_TARGETS):
+            raise SharingOptionError(f"vae.reconstruct must be a non-empty subset of {RECONSTRUCT_TARGETS}, got {list(self.reconstruct)}.")
+        if self.identity_leaks not in IDENTITY_LEAK_MODES:
+            raise SharingOptionError(f"vae.identity_leaks must be one of {IDENTITY_LEAK_MODES}, got {self.identity_leaks!r}.")
 
 
 @dataclass
@@ -43,7 +68,6 @@ class IdentityResult:
     labels: np.ndarray  # [N] cluster of each agent, 0..K-1
     centres: np.ndarray  # [K, z_dim] mean identity of each cluster
     num_clusters: int
-    davies_bouldin: dict[int, float] = field(default_factory=dict)  # K -> score over 2..N-1 (auto K)
     vae_loss: float = float("nan")  # mean loss of the last epoch
     fit_seconds: float = 0.0
     identity_leaks: int = 0  # observation features constant within each agent, differing between agents (see fit_identities)
@@ -148,10 +172,10 @@ def train_identity_vae(
     observation (``next_obs - obs``, equivalent information, easier to fit), and the squared
     errors are summed with the next observation counting as one quantity beside the reward
     (each of its dims weighs ``1/obs_dim``): otherwise many observation dims drown the reward,
-    which is often the only thing that tells types apart (measured on BPS v2, 30 agents,
-    50k random-policy transitions: adjusted Rand index 0.80 unweighted, see the tests).
-    The default learning rate is 1e-3, not the SePS reference's 3e-4: the reference trains on
-    ~200k env steps, and on 50k transitions 3e-4 left BPS v2 at ARI 0.70 and v4 at 0.52.
+    which is often the only thing that tells types apart. The default learning rate is 1e-3,
+    not the SePS reference's 3e-4, which is tuned for about 200k env steps of transitions and
+    leaves the identities unseparated on the few thousand collected here
+    (``docs/results/identity_recovery_notes.txt``).
 
     ``obs_sizes`` (per agent, real size before zero padding): the decoder's input holds only
     the columns that are real for every agent (a padded column would tell agents apart, so
@@ -166,9 +190,8 @@ def train_identity_vae(
     without the observation, which features an action moves is the type.
     ``identity_columns`` (``[obs_dim]`` bool): features the decoder does not read but
     reconstructs (their value, since they never change): only ``z`` can supply them.
-    ``blind_reward``: the blind pass also predicts the reward (LBF, 5,000 random env steps,
-    true K: ARI 0.78 against 0.59 without; not a default, since at 1,000 env steps it gave
-    no gain and it was not measured on the other scenarios).
+    ``blind_reward``: the blind pass also predicts the reward (measured, not a default:
+    ``docs/results/identity_recovery_notes.txt``).
     """
     agent_index = np.asarray(agent_index, dtype=np.int64)
     n = len(agent_index)
@@ -253,214 +276,6 @@ def train_identity_vae(
     return identities, last_epoch_loss
 
 
-# ----------------------------------------------------------------------------- choosing K
-def _kmeans(identities: np.ndarray, k: int, seed: int) -> np.ndarray:
-    if k == 1:
-        return np.zeros(len(identities), dtype=np.int64)
-    if k == len(identities):
-        return np.arange(k, dtype=np.int64)
-    with warnings.catch_warnings():  # fewer distinct points than k: some clusters coincide
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(identities)
-
-
-def kmeans_path(identities: np.ndarray, seed: int = 0) -> dict[int, np.ndarray]:
-    """k-means labels of ``identities`` for every K = 1..N."""
-    identities = np.asarray(identities, dtype=np.float64)
-    return {k: _kmeans(identities, k, seed) for k in range(1, len(identities) + 1)}
-
-
-def _scatter(identities: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per cluster: centre, mean distance to it, mean squared distance to it."""
-    counts = np.bincount(labels, minlength=k)
-    centres = np.zeros((k, identities.shape[1]))
-    np.add.at(centres, labels, identities)
-    centres /= np.maximum(counts, 1)[:, None]
-    dist = np.linalg.norm(identities - centres[labels], axis=1)
-    mean_dist = np.bincount(labels, weights=dist, minlength=k) / np.maximum(counts, 1)
-    mean_sq = np.bincount(labels, weights=dist**2, minlength=k) / np.maximum(counts, 1)
-    return centres, mean_dist, mean_sq
-
-
-def _davies_bouldin_floor(identities: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """Davies-Bouldin with each one-agent cluster credited the median scatter of the others."""
-    counts = np.bincount(labels, minlength=k)
-    centres, scatter, _ = _scatter(identities, labels, k)
-    scatter = np.where(counts > 1, scatter, np.median(scatter[counts > 1]))
-    separation = np.linalg.norm(centres[:, None] - centres[None], axis=2)
-    np.fill_diagonal(separation, np.inf)
-    return float(np.mean(np.max((scatter[:, None] + scatter[None]) / np.maximum(separation, 1e-12), axis=1)))
-
-
-def _log_within_dispersion(x: np.ndarray, labels: np.ndarray, k: int) -> float:
-    _, _, mean_sq = _scatter(x, labels, k)
-    counts = np.bincount(labels, minlength=k)
-    return float(np.log(max((mean_sq * counts).sum() / 2.0, 1e-300)))
-
-
-def select_num_clusters(
-    identities: np.ndarray,
-    criterion: str = DEFAULT_K_CRITERION,
-    seed: int = 0,
-    labels_of: Optional[dict[int, np.ndarray]] = None,
-) -> dict:
-    """Chooses K for ``identities`` [N, z]; returns ``{"criterion", "scores", "excluded", "chosen"}``.
-
-    Candidates are K = 1..N where the criterion can score them; ``scores`` maps ``str(K)`` to
-    the criterion's value and ``excluded`` gives the reason for each K it could not score.
-
-    - ``davies_bouldin``: lowest index over K = 2..N-1 among clusterings without one-agent
-      clusters (the package's earlier rule: the plain index drifts to K = N-1).
-    - ``davies_bouldin_floor``: lowest index over K = 2..N-1, a one-agent cluster credited the
-      median scatter of the clustering's other clusters.
-    - ``silhouette`` (default): highest mean silhouette over K = 2..N-1. A one-agent cluster
-      scores 0 for its agent but lifts every other agent's score when the agent is far from
-      the rest, so a role held by one agent is kept alone; splitting a tight type lowers the
-      score of its agents, so K does not drift to N-1. Measured on 8 scenarios x 5 seeds of
-      random-policy transitions (``docs/results/identity_recovery_k_criteria.txt``): mean ARI
-      0.89 against 0.92 with the true K given, gap 0.75, davies_bouldin 0.83,
-      davies_bouldin_floor 0.79, bic 0.13. Limits: it cannot choose K = 1, and it may merge
-      small types next to large ones (BPS v4, 3,3,3,12,9: K=3 in 3 of 5 seeds).
-    - ``gap``: Tibshirani's gap statistic over K = 1..N-1 (20 uniform references in the
-      principal-axes box): the smallest K with gap(K) >= gap(K+1) - s(K+1).
-    - ``bic``: spherical Gaussian mixture with a shared variance fitted by k-means, lowest BIC
-      over K = 1..N-1.
-    """
-    x = np.asarray(identities, dtype=np.float64)
-    n = len(x)
-    if criterion not in K_CRITERIA:
-        raise ValueError(f"Unknown K criterion {criterion!r}; choose one of {K_CRITERIA}.")
-    scores: dict[str, float] = {}
-    excluded: dict[str, str] = {}
-    if n == 1:
-        return {"criterion": criterion, "scores": {}, "excluded": {}, "chosen": 1}
-    labels_of = labels_of if labels_of is not None else kmeans_path(x, seed)
-    ks_inner = range(2, n)
-    if criterion in ("davies_bouldin", "davies_bouldin_floor", "silhouette"):
-        excluded["1"] = f"{criterion} is undefined for one cluster"
-        excluded[str(n)] = f"{criterion} is undefined with every agent alone"
-        for k in ks_inner:
-            labels = labels_of[k]
-            if len(np.unique(labels)) < 2:
-                excluded[str(k)] = "k-means found fewer than 2 clusters"
-                continue
-            if criterion == "davies_bouldin":
-                if np.bincount(labels).min() < 2:
-                    excluded[str(k)] = "has a one-agent cluster"
-                    continue
-                scores[str(k)] = float(davies_bouldin_score(x, labels))
-            elif criterion == "davies_bouldin_floor":
-                scores[str(k)] = _davies_bouldin_floor(x, labels, k)
-            else:
-                scores[str(k)] = float(silhouette_score(x, labels))
-        if not scores:
-            chosen = 1
-        elif criterion == "silhouette":
-            chosen = int(max(scores, key=scores.get))
-        else:
-            chosen = int(min(scores, key=scores.get))
-    elif criterion == "gap":
-        rng = np.random.default_rng(seed)
-        centred = x - x.mean(axis=0)
-        _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        projected = centred @ vt.T
-        low, high = projected.min(axis=0), projected.max(axis=0)
-        references = [rng.uniform(low, high, size=projected.shape) for _ in range(20)]
-        gap, spread = {}, {}
-        for k in range(1, n):
-            observed = _log_within_dispersion(projected, labels_of[k], k)
-            ref = np.array([_log_within_dispersion(r, _kmeans(r, k, seed), k) for r in references])
-            gap[k] = float(ref.mean() - observed)
-            spread[k] = float(ref.std() * np.sqrt(1 + 1 / len(references)))
-            scores[str(k)] = gap[k]
-        excluded[str(n)] = "gap is undefined with every agent alone"
-        chosen = next((k for k in range(1, n - 1) if gap[k] >= gap[k + 1] - spread[k + 1]), n - 1)
-    else:  # bic
-        d = x.shape[1]
-        for k in range(1, n):
-            labels = labels_of[k]
-            counts = np.bincount(labels, minlength=k)
-            _, _, mean_sq = _scatter(x, labels, k)
-            variance = max(float((mean_sq * counts).sum()) / (n * d), 1e-300)
-            log_likelihood = -0.5 * n * d * (np.log(2 * np.pi * variance) + 1) + float(
-                np.sum(counts[counts > 0] * np.log(counts[counts > 0] / n)))
-            parameters = k * d + 1 + (k - 1)
-            scores[str(k)] = float(-2 * log_likelihood + parameters * np.log(n))
-        excluded[str(n)] = "bic is undefined with every agent alone (zero variance)"
-        chosen = int(min(scores, key=scores.get))
-    return {"criterion": criterion, "scores": scores, "excluded": excluded, "chosen": int(chosen)}
-
-
-def cluster_identities(
-    identities: np.ndarray,
-    num_clusters: int | None = None,
-    seed: int = 0,
-    *,
-    criterion: str = DEFAULT_K_CRITERION,
-    groups: Optional[np.ndarray] = None,
-) -> tuple[np.ndarray, np.ndarray, int, dict[int, float]]:
-    """k-means (k-means++, 10 restarts) on identity vectors; returns labels, centres, K and
-    the Davies-Bouldin index of every K in 2..N-1 (empty with a fixed K).
-
-    With ``num_clusters=None`` K is chosen by ``criterion`` (see ``select_num_clusters``;
-    ``fit_identities`` uses ``silhouette``). ``groups`` ([N] ints): agents of different
-    groups never share a cluster; a cluster that mixes groups is split by group, so K can end
-    up larger than the k-means K (``cluster_identities_with_selection`` reports the choice).
-    """
-    labels, centres, k, scores, _ = cluster_identities_with_selection(
-        identities, num_clusters, seed, criterion=criterion, groups=groups)
-    return labels, centres, k, scores
-
-
-def cluster_identities_with_selection(
-    identities: np.ndarray,
-    num_clusters: int | None = None,
-    seed: int = 0,
-    *,
-    criterion: str = DEFAULT_K_CRITERION,
-    groups: Optional[np.ndarray] = None,
-) -> tuple[np.ndarray, np.ndarray, int, dict[int, float], dict]:
-    """``cluster_identities`` plus the K-selection record (``IdentityResult.k_selection``)."""
-    identities = np.asarray(identities, dtype=np.float64)
-    n = len(identities)
-    db: dict[int, float] = {}
-    if num_clusters is None:
-        if n < 3:
-            raise ValueError(
-                f"Choosing K automatically needs at least 3 agents, got N={n}; set num_clusters explicitly."
-            )
-        labels_of = kmeans_path(identities, seed)
-        for k in range(2, n):
-            if len(np.unique(labels_of[k])) >= 2:
-                db[k] = float(davies_bouldin_score(identities, labels_of[k]))
-        selection = select_num_clusters(identities, criterion, seed, labels_of)
-        k = selection["chosen"]
-        labels = labels_of[k]
-    else:
-        if not 1 <= num_clusters <= n:
-            raise ValueError(f"num_clusters must be in [1, {n}] (number of agents), got {num_clusters}.")
-        k = num_clusters
-        selection = {"criterion": "given", "scores": {}, "excluded": {}, "chosen": k}
-        labels = _kmeans(identities, k, seed)
-    if groups is not None:
-        groups = np.asarray(groups, dtype=np.int64)
-        _, labels = np.unique(np.stack([labels, groups], axis=1), axis=0, return_inverse=True)
-        labels = labels.ravel()
-        if len(np.unique(labels)) != k:
-            selection = dict(selection, criterion=selection["criterion"] + " + split by observation/action space",
-                             chosen=int(len(np.unique(labels))))
-    labels = _relabel_by_first_agent(labels)
-    k = int(labels.max()) + 1
-    centres = np.stack([identities[labels == c].mean(axis=0) for c in range(k)])
-    return labels, centres, k, db, selection
-
-
-def _relabel_by_first_agent(labels: np.ndarray) -> np.ndarray:
-    """Renumbers clusters in order of their first agent, so that labels are canonical."""
-    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-    return np.argsort(np.argsort(first))[inverse.ravel()].astype(np.int64)
-
-
 def identity_leak_features(agent_index: np.ndarray, obs: np.ndarray, next_obs: np.ndarray, atol: float = 1e-6) -> np.ndarray:
     """``[obs_dim]`` bool: features constant within every agent that differ between agents.
 
@@ -483,8 +298,6 @@ def identity_leak_features(agent_index: np.ndarray, obs: np.ndarray, next_obs: n
     return constant_within & differs_between
 
 
-IDENTITY_LEAK_MODES = ("reconstruct", "drop", "read")
-
 
 def _warn_if_leaks_tell_every_agent_apart(agent_index, obs, leaks, num_agents) -> None:
     """An agent id in the observation is a leak that differs for every agent: reconstructed, it
@@ -493,8 +306,8 @@ def _warn_if_leaks_tell_every_agent_apart(agent_index, obs, leaks, num_agents) -
     if num_agents > 2 and len(np.unique(obs[first][:, leaks], axis=0)) == num_agents:
         logger.warning(
             "identity pre-training: %d observation feature(s) are constant within each agent and tell every agent apart "
-            "(an agent id in the observation?). With identity_leaks='reconstruct' they make every agent its own type; "
-            "if they are ids, not types, set identity_leaks='drop'.", int(leaks.sum()))
+            "(an agent id in the observation?). With vae.identity_leaks='reconstruct' they make every agent its own type; "
+            "if they are ids, not types, set vae={'identity_leaks': 'drop'}.", int(leaks.sum()))
 
 
 def fit_identities(
@@ -507,19 +320,12 @@ def fit_identities(
     num_agents: int,
     num_actions: int,
     num_clusters: int | None = None,
-    z_dim: int = 10,
-    kl_weight: float = 1e-4,
-    epochs: int = 10,
-    batch_size: int = 128,
-    min_updates: int = 2_000,
-    lr: float = 1e-3,
-    reconstruct: Sequence[str] = RECONSTRUCT_TARGETS,
-    identity_leaks: str = "reconstruct",
+    vae: VAEOptions = VAEOptions(),
     seed: int = 0,
     obs_sizes: Optional[Sequence[int]] = None,
     action_sizes: Optional[Sequence[int]] = None,
     min_transitions_per_agent: int = DEFAULT_MIN_TRANSITIONS_PER_AGENT,
-    k_criterion: str = DEFAULT_K_CRITERION,
+    select_k: KSelector = select_num_clusters,
     change_profile: bool = True,
 ) -> IdentityResult:
     """Identity vectors and clusters of ``num_agents`` agents from their transitions.
@@ -530,22 +336,14 @@ def fit_identities(
             the right to the largest agent's size.
         actions: ``[T]`` discrete actions (0..num_actions-1).
         rewards: ``[T]`` rewards.
-        num_clusters: fixed K, or None to choose K by ``k_criterion`` (see
-            ``select_num_clusters``; the default is the highest mean silhouette over
-            K = 2..N-1, which can keep a one-agent cluster and does not drift to K = N-1;
-            measured against gap, BIC and Davies-Bouldin with and without a scatter floor in
-            ``docs/results/identity_recovery_k_criteria.txt``).
-        min_updates: train for more than ``epochs`` if needed to take this many steps.
-        reconstruct: which of ``("next_obs", "reward")`` the decoder reconstructs.
-        identity_leaks: what to do with observation features that are constant within every
-            agent and differ between agents (``identity_leak_features``; an LBF agent's own
-            level and, with persistent levels, the others' levels in its fixed order):
+        num_clusters: fixed K, or None to choose K by ``select_k`` (``core.clustering``).
+        vae: the VAE's settings. ``vae.identity_leaks`` says what to do with observation
+            features constant within every agent and different between agents
+            (``identity_leak_features``; an LBF agent's own level):
             ``"reconstruct"`` (default): the decoder does not read them but reconstructs them,
             so the identity vector must carry them. A feature that never changes for an agent
-            is a property of the agent, part of its transition model; a decoder that reads it
-            can copy it and needs no identity. Measured on LBF (levels 1,1,2,2,3,3), 3,000
-            random env steps, 5 seeds, K chosen automatically: mean ARI 1.00 (K=3 in every
-            seed) against 0.23 with ``"drop"``.
+            is a property of the agent; a decoder that reads it can copy it and needs no
+            identity (``docs/results/cause_lbf_levels``).
             ``"drop"``: leave them out of input and target (for an env that shows each agent its
             own id: reconstructed, an id tells every agent apart; a warning says when leaks do).
             ``"read"``: ordinary decoder inputs (the SePS reference code).
@@ -554,33 +352,20 @@ def fit_identities(
             agent's own real columns: padding cannot tell it agents apart.
         action_sizes: per agent, the number of actions (None: all ``num_actions``).
         change_profile: also train the decoder to predict, without the observation, how much
-            each observation feature changes after each action (see ``train_identity_vae``).
-            Needed where the observation reveals the type by itself (C-RWARE).
+            each observation feature changes after each action (see ``train_identity_vae``):
+            needed where the observation reveals the type by itself (C-RWARE).
         min_transitions_per_agent: raise ``ValueError`` naming the agents with fewer
             transitions (``transitions_per_agent`` counts them; collect more and call again).
 
     Agents whose observation size or action count differ are never put in one cluster: a
     cluster shares one (sub-)network and is meant for agents with the same reward function
-    and transition model, and agents with different spaces cannot have the same transition
-    model (their states and actions are different sets: a padded zero is not an observation,
-    and action 4 of a 5-action agent does not exist for a 4-action one). Their identities
-    are also not comparable on the columns the decoder cannot read. The space is known
-    exactly, so it is not left to the VAE: a cluster that mixes spaces is split by space
-    (``k_selection["criterion"]`` then says so and ``chosen`` is the final K).
+    and transition model, which agents with different spaces cannot have (a padded zero is
+    not an observation, and action 4 of a 5-action agent does not exist for a 4-action one).
+    The space is known exactly, so it is not left to the VAE: a cluster that mixes spaces is
+    split by space (``k_selection["criterion"]`` then says so and ``chosen`` is the final K).
     """
-    if z_dim < 1:
-        raise ValueError(f"z_dim must be >= 1, got {z_dim}.")
-    if kl_weight < 0:
-        raise ValueError(f"kl_weight must be >= 0, got {kl_weight}.")
-    if epochs < 1 or batch_size < 1 or lr <= 0:
-        raise ValueError(f"epochs, batch_size and lr must be positive, got {epochs}, {batch_size}, {lr}.")
-    unknown = set(reconstruct) - set(RECONSTRUCT_TARGETS)
-    if not reconstruct or unknown:
-        raise ValueError(f"reconstruct must be a non-empty subset of {RECONSTRUCT_TARGETS}, got {list(reconstruct)}.")
-    if identity_leaks not in IDENTITY_LEAK_MODES:
-        raise ValueError(f"identity_leaks must be one of {IDENTITY_LEAK_MODES}, got {identity_leaks!r}.")
-    if k_criterion not in K_CRITERIA:
-        raise ValueError(f"k_criterion must be one of {K_CRITERIA}, got {k_criterion!r}.")
+    if not isinstance(vae, VAEOptions):
+        raise TypeError(f"vae must be a VAEOptions, got {type(vae).__name__}.")
     if min_transitions_per_agent < 1:
         raise ValueError(f"min_transitions_per_agent must be >= 1, got {min_transitions_per_agent}.")
     agent_index = np.asarray(agent_index, dtype=np.int64)
@@ -612,32 +397,31 @@ def fit_identities(
     if leaks.all():
         leaks[:] = False  # nothing left to read: keep them all as inputs
     identity_columns = None
-    if leaks.any() and identity_leaks == "reconstruct":
+    if leaks.any() and vae.identity_leaks == "reconstruct":
         _warn_if_leaks_tell_every_agent_apart(agent_index, obs, leaks, num_agents)
         identity_columns = leaks
-    elif leaks.any() and identity_leaks == "drop":
+    elif leaks.any() and vae.identity_leaks == "drop":
         real = np.arange(width)[None, :] < sizes[:, None]
         sizes = (real & ~leaks[None, :]).sum(axis=1)  # a dropped column shortens every agent that has it
         keep = np.argsort(leaks, kind="stable")[: int((~leaks).sum())]  # kept columns first, in order
         obs, next_obs = obs[:, keep], next_obs[:, keep]
     identities, loss = train_identity_vae(
         agent_index, obs, acts, next_obs, rewards,
-        num_agents=num_agents, num_actions=num_actions, z_dim=z_dim, kl_weight=kl_weight,
-        epochs=epochs, batch_size=batch_size, min_updates=min_updates, lr=lr, reconstruct=reconstruct, seed=seed,
-        obs_sizes=sizes, change_profile=change_profile, identity_columns=identity_columns,
+        num_agents=num_agents, num_actions=num_actions, z_dim=vae.z_dim, kl_weight=vae.kl_weight,
+        epochs=vae.epochs, batch_size=vae.batch_size, min_updates=vae.min_updates, lr=vae.lr,
+        reconstruct=vae.reconstruct, seed=seed, obs_sizes=sizes, change_profile=change_profile,
+        identity_columns=identity_columns,
     )
-    labels, centres, k, db, selection = cluster_identities_with_selection(
-        identities, num_clusters, seed, criterion=k_criterion, groups=groups)
+    clustering = cluster_identities(identities, num_clusters, seed, groups=groups, select=select_k)
     return IdentityResult(
         identities=identities,
-        labels=labels,
-        centres=centres,
-        num_clusters=k,
-        davies_bouldin=db,
+        labels=clustering.labels,
+        centres=clustering.centres,
+        num_clusters=clustering.num_clusters,
         vae_loss=loss,
         fit_seconds=time.perf_counter() - start,
         identity_leaks=int(leaks.sum()),
-        k_selection=selection,
+        k_selection=clustering.selection,
         space_groups=groups,
     )
 

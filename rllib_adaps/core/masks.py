@@ -33,7 +33,8 @@ def _mapping_network(in_dim: int, out_dim: int, seed: int) -> torch.nn.Sequentia
 
     Weights are He-initialised (N(0, 2/fan_in), then N(0, 1/fan_in) for the output), so a
     standardised input gives pre-sigmoid outputs of about unit variance: lambda then sets
-    the share of neurons kept (0.2 keeps about 92%), and distinct centres get distinct masks.
+    the share of neurons kept (measured in ``docs/results``), and distinct centres get
+    distinct masks.
     """
     generator = torch.Generator().manual_seed(int(seed))
     hidden = max(64, in_dim)

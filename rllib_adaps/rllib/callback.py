@@ -6,7 +6,7 @@ Timeline of a run of a pre-training method (env steps sampled, lifetime):
 2. Then (by default at the start of the first ``train()``, before any update: the AdaPS
    paper's timeline): every EnvRunner samples ``identity_env_steps`` with the current policy
    (more, if some agent has fewer than ``min_transitions_per_agent`` transitions); the
-   driver fits identities and clusters (``rllib_adaps.identity``); the method turns the fit
+   driver fits identities and clusters (``rllib_adaps.core.identity``); the method turns the fit
    into routing tables (``SharingMethod.plan_install``), and the plan is written into every
    Learner's and every EnvRunner's copy of the module (``methods.apply_plan``). The
    collection's env steps count as sampled env steps, so a budget in env steps is the same
@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 from ray.exceptions import RayActorError
@@ -32,18 +32,12 @@ from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, EPISODE_AGENT_RETURN_MEAN, NUM_ENV_STEPS_SAMPLED_LIFETIME
 from sklearn.metrics import adjusted_rand_score
 
-from rllib_adaps.identity import IdentityResult, fit_identities
-from rllib_adaps.methods import PretrainingOptions, SharingMethod, apply_plan, get_method
-from rllib_adaps.module_ids import SHARED_MODULE_ID, engine_module
-from rllib_adaps.rllib_shims import before_first_training_step, env_runner_groups, foreach_learner, wrap_restores
+from rllib_adaps.core.identity import IdentityResult, fit_identities
+from rllib_adaps.methods import PretrainingOptions, SharingMethod, SharingSpec, apply_plan
+from rllib_adaps.rllib.module_ids import engine_module
+from rllib_adaps.rllib.shims import before_first_training_step, env_runner_groups, foreach_learner, wrap_restores
 
 logger = logging.getLogger("rllib_adaps")
-if not logger.handlers:  # progress of pre-training must show from inside Tune's trial actors
-    _handler = logging.StreamHandler()
-    _handler.setFormatter(logging.Formatter("[rllib-adaps] %(message)s"))
-    logger.addHandler(_handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
 
 RESULT_KEY = "identity_pretraining"
 SHARING_KEY = "sharing"
@@ -52,7 +46,7 @@ IDENTITY_SCALARS = ("num_clusters", "adjusted_rand_index", "vae_loss", "chosen_k
 
 
 # --------------------------------------------------------------------- on the EnvRunners
-def collect_transitions(env_runner, *, num_env_steps: int, agent_ids: Sequence[str]) -> Dict[str, np.ndarray]:
+def collect_transitions(env_runner, *, num_env_steps: int) -> Dict[str, np.ndarray]:
     """Samples ``num_env_steps`` env steps on one EnvRunner; returns per-agent transitions as arrays.
 
     Works on both paths: the multi-agent EnvRunner returns ``MultiAgentEpisode``s (one
@@ -98,7 +92,14 @@ def _module_facts(learner, module_id: str) -> dict:
     return {"agent_ids": list(m.agent_ids), "num_actions": int(m.action_space.n), "hidden_sizes": list(m.hidden_sizes),
             "agent_slice": m.agent_slice.cpu().numpy(), "agent_mask": m.agent_mask.cpu().numpy(),
             "agent_cluster": m.agent_cluster.cpu().numpy(), "parameters": m.parameter_counts(),
-            "obs_sizes": m.obs_sizes, "action_sizes": m.action_sizes}
+            "obs_sizes": m.obs_sizes, "action_sizes": m.action_sizes, "spec": m.sharing_spec}
+
+
+def _engine_module_ids(learner) -> List[str]:
+    """Ids of the sharing-engine modules a Learner holds."""
+    from rllib_adaps.rllib.module import ParameterSharingModule
+
+    return [mid for mid in learner.module.keys() if isinstance(engine_module(learner, mid), ParameterSharingModule)]
 
 
 def parameter_groups(agent_slice: np.ndarray, agent_mask: np.ndarray) -> np.ndarray:
@@ -111,20 +112,22 @@ def parameter_groups(agent_slice: np.ndarray, agent_mask: np.ndarray) -> np.ndar
 class SharingCallback(RLlibCallback):
     """Runs identity pre-training for methods that need it; logs per-group metrics for all.
 
-    ``configure_sharing`` sets it up. By hand::
-
-        config.callbacks(SharingCallback.configured(method="adaps", agent_ids=agents))
+    It takes no options: it reads the run's ``SharingSpec`` from the sharing-engine module
+    (its ``model_config``), so the module and the callback can never disagree.
+    ``configure_sharing`` adds it; by hand: ``config.callbacks(SharingCallback)``.
     """
 
-    def __init__(self, method: str = "adaps", agent_ids: Optional[Sequence[str]] = None, module_id: str = SHARED_MODULE_ID,
-                 **options: Any):
+    def __init__(self, *args: Any, **kwargs: Any):
+        if args or kwargs:
+            raise TypeError(
+                "SharingCallback takes no arguments: it reads the sharing method and its options from the module's "
+                "model_config (e.g. AdaPSModule with model_config={'agent_ids': [...], 'mask_threshold': 0.3}). "
+                "Use config.callbacks(SharingCallback)."
+            )
         super().__init__()
-        self.method_name = method
-        self.method_class = get_method(method)
-        self.raw_options = dict(options)
-        self.method_class.Options.from_dict(method, self.raw_options)  # fail early on unknown options
-        self.agent_ids = list(agent_ids) if agent_ids else None
-        self.module_id = module_id
+        self.agent_ids: Optional[List[str]] = None
+        self.module_id: Optional[str] = None
+        self.spec: Optional[SharingSpec] = None
         self.method: Optional[SharingMethod] = None
         self.result: Optional[IdentityResult] = None
         self.summary: Dict[str, Any] = {"done": False, **{k: float("nan") for k in IDENTITY_SCALARS}}
@@ -133,22 +136,20 @@ class SharingCallback(RLlibCallback):
         self._parameters: Dict[str, int] = {}
         self._truth: Optional[Dict[str, int]] = None
 
-    @classmethod
-    def configured(cls, **kwargs: Any):
-        """A callable for ``config.callbacks(...)`` that builds this callback with ``kwargs``."""
-        cls(**kwargs)  # validates method and options now, not inside an actor later
-        return functools.partial(cls, **kwargs)
-
     @property
     def options(self) -> PretrainingOptions:
-        return self.method.options
+        return self.spec.options
 
     # ------------------------------------------------------------ RLlib hooks
     def on_algorithm_init(self, *, algorithm, metrics_logger=None, **kwargs) -> None:
+        ids = foreach_learner(algorithm, _engine_module_ids)[0]
+        if len(ids) != 1:
+            raise ValueError(f"SharingCallback needs exactly one sharing-engine module (ParameterSharingModule or "
+                             f"AdaPSModule) in the run; it has {len(ids)} ({ids}).")
+        self.module_id = ids[0]
         facts = self._facts(algorithm)
-        if self.agent_ids is None:  # manual route: the module knows its agents
-            self.agent_ids = facts["agent_ids"]
-        self.method = self.method_class(self.raw_options, num_agents=len(self.agent_ids))
+        self.agent_ids, self.spec = facts["agent_ids"], facts["spec"]
+        self.method = self.spec.for_agents(len(self.agent_ids))
         self._read_tables(algorithm, facts)
         wrap_restores(algorithm, [self.module_id], self._read_tables)
         if self.method.pretrains and self.options.shared_training_env_steps == 0:
@@ -227,10 +228,8 @@ class SharingCallback(RLlibCallback):
         result = fit_identities(
             data["agent_index"], data["obs"], data["actions"], data["next_obs"], data["rewards"],
             num_agents=len(self.agent_ids), num_actions=facts["num_actions"], num_clusters=opts.num_clusters,
-            z_dim=opts.z_dim, kl_weight=opts.kl_weight, epochs=opts.vae_epochs, batch_size=opts.vae_batch_size,
-            min_updates=opts.vae_min_updates, lr=opts.vae_lr, reconstruct=opts.reconstruct,
-            identity_leaks=opts.identity_leaks, seed=opts.seed, obs_sizes=facts["obs_sizes"],
-            action_sizes=facts["action_sizes"], min_transitions_per_agent=opts.min_transitions_per_agent,
+            vae=opts.vae, seed=opts.seed, obs_sizes=facts["obs_sizes"], action_sizes=facts["action_sizes"],
+            min_transitions_per_agent=opts.min_transitions_per_agent,
         )
         start = time.perf_counter()
         plan = self.method.plan_install(result, facts["agent_slice"], facts["hidden_sizes"])
@@ -266,7 +265,7 @@ class SharingCallback(RLlibCallback):
 
     def _write_artifacts(self, algorithm, result: IdentityResult) -> None:
         """Writes clusters.json/png into the trial directory (Tune) or the Algorithm's logdir."""
-        from rllib_adaps.artifacts import write_cluster_artifacts
+        from rllib_adaps.core.artifacts import write_cluster_artifacts
 
         directory = getattr(algorithm, "logdir", None)
         if not directory:
@@ -292,7 +291,7 @@ class SharingCallback(RLlibCallback):
         parts: List[Dict[str, np.ndarray]] = []
         counts = np.zeros(len(self.agent_ids), np.int64)
         rounds = 4
-        for attempt in range(rounds):
+        for _ in range(rounds):
             new = self._collect_once(group)
             if not new:
                 logger.warning("identity pre-training: no EnvRunner returned transitions; restoring EnvRunners and retrying")
@@ -321,7 +320,7 @@ class SharingCallback(RLlibCallback):
         per_runner = int(np.ceil(self.options.identity_env_steps / max(remote, 1)))
         try:
             parts = group.foreach_env_runner(
-                functools.partial(collect_transitions, num_env_steps=per_runner, agent_ids=self.agent_ids),
+                functools.partial(collect_transitions, num_env_steps=per_runner),
                 local_env_runner=remote == 0,
             )
         except RayActorError as err:  # an EnvRunner died and fault tolerance is off
@@ -334,8 +333,8 @@ class SharingCallback(RLlibCallback):
         return [p for p in parts if p]
 
     def _summarise(self, algorithm, result, num_transitions, collect_seconds, install_seconds, env_steps) -> dict:
-        selection = getattr(result, "k_selection", None) or {}
-        chosen = selection.get("scores", {}).get(str(result.num_clusters), result.davies_bouldin.get(result.num_clusters, float("nan")))
+        selection = result.k_selection
+        chosen = selection.get("scores", {}).get(str(result.num_clusters), float("nan"))
         summary = {
             "done": True,
             "env_steps_at_fit": env_steps,
@@ -347,13 +346,11 @@ class SharingCallback(RLlibCallback):
             "chosen_k_score": float(chosen),
             "adjusted_rand_index": self._adjusted_rand_index(algorithm, result.labels),
             "identity_leak_features": result.identity_leaks,
-            "davies_bouldin": {str(k): v for k, v in result.davies_bouldin.items()},
             "collect_seconds": collect_seconds,
             "fit_seconds": result.fit_seconds,
             "install_seconds": install_seconds,
         }
-        if selection:
-            summary["k_selection"] = selection
+        summary["k_selection"] = selection
         return summary
 
     def _adjusted_rand_index(self, algorithm, labels) -> float:
@@ -370,6 +367,3 @@ class SharingCallback(RLlibCallback):
                 return types
         return None
 
-
-#: The name the README's manual route and earlier releases use.
-IdentityPretrainingCallback = SharingCallback

@@ -102,7 +102,7 @@ def _add_verbose(parser: argparse.ArgumentParser, shows: str) -> None:
     parser.add_argument(
         "-v", "--verbose", action="store_true",
         help=f"show {shows}, and full tracebacks on errors (default: off: known-harmless Ray/RLlib warnings are "
-             "hidden, see HARMLESS_MESSAGES in rllib_adaps/cli.py)",
+             "hidden, see HARMLESS_MESSAGES in rllib_adaps/app/cli.py)",
     )
 
 
@@ -206,6 +206,34 @@ class _HarmlessFilter(logging.Filter):
             return True
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (``main()`` may run many times
+    in one process, each with its own stderr)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def show_package_progress() -> None:
+    """Prints the package's progress lines (``[rllib-adaps] ...``, INFO and up).
+
+    The library itself only adds a ``NullHandler``; the command sets this up on the driver and,
+    as Ray's ``worker_process_setup_hook``, in the trial and EnvRunner processes it starts.
+    """
+    package_logger = logging.getLogger("rllib_adaps")
+    if not any(isinstance(h, _CurrentStderr) for h in package_logger.handlers):
+        handler = _CurrentStderr()
+        handler.setFormatter(logging.Formatter("[rllib-adaps] %(message)s"))
+        package_logger.addHandler(handler)
+    package_logger.setLevel(logging.INFO)
+    package_logger.propagate = False
+
+
 def quiet_environment(verbose: bool, stdout_is_terminal: bool) -> None:
     """Sets up output before Ray is imported (Ray reads these variables at import).
 
@@ -270,7 +298,7 @@ def _progress_reporter(experiment_dir: Path):
 
 # ----------------------------------------------------------------------------- commands
 def train_file(args: argparse.Namespace) -> int:
-    from rllib_adaps.experiment import ExperimentError, build_experiment
+    from rllib_adaps.app.experiment import ExperimentError, build_experiment, check_stop
 
     if args.resume:
         fixed = [flag for flag, value in (("--stop", args.stop), ("--num-samples", args.num_samples),
@@ -280,6 +308,8 @@ def train_file(args: argparse.Namespace) -> int:
                 f"{', '.join(fixed)} cannot be combined with --resume: a resumed experiment keeps the settings of "
                 "its first launch. Pass only the file, --storage-path and --address."
             )
+    if args.stop is not None:
+        check_stop(args.stop, "--stop")
     experiment = build_experiment(args.path)
     config = experiment.config
     if args.seed is not None:
@@ -313,7 +343,8 @@ def train_file(args: argparse.Namespace) -> int:
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     # "local": a new instance even when `ray start` runs on this machine or RAY_ADDRESS is set,
     # as the help says; joining a cluster is explicit (--address auto or HEAD_IP:6379).
-    ray.init(address=args.address or "local", include_dashboard=False, log_to_driver=True, ignore_reinit_error=True)
+    ray.init(address=args.address or "local", include_dashboard=False, log_to_driver=True, ignore_reinit_error=True,
+             runtime_env={"worker_process_setup_hook": show_package_progress})
     run_config = tune.RunConfig(
         name=experiment.name,
         stop=stop,
@@ -375,19 +406,17 @@ def _report_results(results, experiment_dir: Path) -> int:
 
 
 def evaluate_checkpoint(args: argparse.Namespace) -> int:
-    from rllib_adaps.experiment import ExperimentError
+    from rllib_adaps.app.evaluation import check_env_override, evaluate_modes
+    from rllib_adaps.envs import register_envs
+    from rllib_adaps.rllib.checkpoints import read_checkpoint
 
-    path = Path(args.checkpoint).expanduser().resolve()
-    if not path.is_dir():
-        raise ExperimentError(f"Checkpoint not found: {path}")
     modes = ("sampled", "greedy") if args.mode == "both" else (args.explore_alias or args.mode,)
-
-    import ray
-
-    from rllib_adaps.evaluation import evaluate_modes
-
-    ray.init(address="local", include_dashboard=False, log_to_driver=args.verbose, ignore_reinit_error=True)
-    reports = evaluate_modes(str(path), episodes=args.episodes, env=args.env, modes=modes)
+    stored = read_checkpoint(args.checkpoint)  # what it is, before anything runs
+    register_envs()  # the checkpoint's env may be one of this package's, looked up by name
+    if args.env is not None:
+        check_env_override(stored, args.env)
+    # One local EnvRunner in this process: no Ray instance is started.
+    reports = evaluate_modes(stored, episodes=args.episodes, env=args.env, modes=modes)
     for mode, report in reports.items():
         how = ("actions sampled from the policy, as in training metrics" if mode == "sampled"
                else "greedy: the most likely action")
@@ -401,8 +430,8 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _user_errors() -> tuple:
+    from rllib_adaps.app.experiment import ExperimentError
     from rllib_adaps.envs import EnvConfigError
-    from rllib_adaps.experiment import ExperimentError
 
     return (ExperimentError, EnvConfigError, ValueError, FileNotFoundError)
 
@@ -410,6 +439,7 @@ def _user_errors() -> tuple:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_environment(args.verbose, sys.stdout.isatty())
+    show_package_progress()
     try:
         if args.command == "train":
             return train_file(args)

@@ -4,7 +4,7 @@ A run set up by ``configure_sharing`` has exactly one RLModule, the sharing engi
 depends on how RLlib runs the env:
 
 - the multi-agent path (``MultiAgentEnvRunner``, one module for every agent id): ``shared``;
-- the fast path (``rllib_adaps.fast_path``: agents as slots of RLlib's single-agent
+- the fast path (``rllib_adaps.rllib.fast_path``: agents as slots of RLlib's single-agent
   ``SingleAgentEnvRunner``): RLlib's single-agent id, ``default_policy``. RLlib's
   single-agent code (Learner connectors, EnvRunner state, metrics) hard-codes that id, so the
   fast path keeps it rather than patching RLlib.

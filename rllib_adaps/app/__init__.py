@@ -1,0 +1,1 @@
+"""The user surface beyond Python calls: the ``rllib`` command, experiment files, evaluation."""

@@ -1,0 +1,122 @@
+"""The sharing engine's arithmetic: ``G`` parameter slices per layer, routed by agent.
+
+Every layer holds ``G`` slices (``weight[g]`` is ``[in, out]``, ``bias[g]`` is ``[out]``). A
+forward pass routes each sample to its slice: samples are scattered into a ``[U, rows, in]``
+block, one ``bmm`` per layer runs every used slice at once, and the result is gathered back.
+No loop over agents or groups; with one slice in use it is a plain matmul. Plain torch: the
+RLModule around it lives in ``rllib_adaps.rllib.module``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+#: Networks whose hidden neurons a method may mask.
+MASKABLE_NETWORKS = ("actor", "critic")
+ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "elu": torch.nn.ELU, "silu": torch.nn.SiLU, "swish": torch.nn.SiLU}
+
+
+class Routing:
+    """Where each sample of a batch goes: its slice and its row in the ``[U, rows]`` block.
+
+    Built once per forward pass from the per-sample slice index and reused by every layer.
+    ``U`` counts the slices the agents use (SePS allocates more than it uses).
+    """
+
+    def __init__(self, sample_slice: torch.Tensor, used_slices: torch.Tensor, num_slices: int):
+        self.used = used_slices  # [U] slice ids in use (sorted)
+        self.single = len(used_slices) == 1
+        self.all_slices = len(used_slices) == num_slices  # then slice id == block index
+        if self.single:
+            return
+        if self.all_slices:
+            sample_compact = sample_slice
+        else:
+            compact = torch.full((num_slices,), -1, dtype=torch.int64, device=used_slices.device)
+            compact[used_slices] = torch.arange(len(used_slices), device=used_slices.device)
+            sample_compact = compact[sample_slice]  # [B] in 0..U-1
+        counts = torch.bincount(sample_compact, minlength=len(used_slices))
+        self.rows = int(counts.max()) if len(sample_compact) else 0
+        order = torch.argsort(sample_compact, stable=True)
+        starts = torch.cumsum(counts, 0) - counts
+        position = torch.empty_like(order)
+        position[order] = torch.arange(len(order), device=order.device) - starts[sample_compact[order]]
+        self.slot = sample_compact * self.rows + position  # [B] row in the flattened block
+
+    def scatter(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, d]`` -> ``[U, rows, d]`` (unused rows are zero and never read back)."""
+        block = x.new_zeros(len(self.used) * self.rows, x.shape[-1]).index_copy(0, self.slot, x)
+        return block.view(len(self.used), self.rows, x.shape[-1])
+
+    def gather(self, block: torch.Tensor) -> torch.Tensor:
+        return block.reshape(-1, block.shape[-1]).index_select(0, self.slot)
+
+
+class GroupedLinear(torch.nn.Module):
+    """``G`` independent linear maps in one tensor; slice ``g`` is ``weight[g]``, ``bias[g]``.
+
+    Each slice is initialised as ``torch.nn.Linear`` would be.
+    """
+
+    def __init__(self, num_slices: int, in_features: int, out_features: int):
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight = torch.nn.Parameter(torch.empty(num_slices, in_features, out_features).uniform_(-bound, bound))
+        self.bias = torch.nn.Parameter(torch.empty(num_slices, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
+        """``x``: ``[B, in]`` when one slice is in use, else ``[U, rows, in]``."""
+        if routing.single:
+            g = routing.used[0]
+            return torch.addmm(self.bias[g], x, self.weight[g])
+        if routing.all_slices:  # NoPS, and SePS using its whole bound: no copy of the weights
+            return torch.baddbmm(self.bias[:, None, :], x, self.weight)
+        weight, bias = self.weight.index_select(0, routing.used), self.bias.index_select(0, routing.used)
+        return torch.baddbmm(bias[:, None, :], x, weight)
+
+
+class GroupedMLP(torch.nn.Module):
+    """Hidden layers (each followed by the activation and an optional neuron mask) and a head."""
+
+    def __init__(self, num_slices: int, in_dim: int, hiddens: Sequence[int], out_dim: Optional[int], activation: str):
+        super().__init__()
+        sizes = [in_dim, *hiddens]
+        self.hidden = torch.nn.ModuleList(GroupedLinear(num_slices, a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.head = GroupedLinear(num_slices, sizes[-1], out_dim) if out_dim is not None else None
+        self.activation = ACTIVATIONS[activation]()
+        self.hidden_sizes = list(hiddens)
+
+    def body(self, x: torch.Tensor, routing: Routing, masks: Optional[torch.Tensor]) -> torch.Tensor:
+        """Hidden layers; ``masks`` has the layout of ``x`` with ``sum(hidden_sizes)`` columns."""
+        offset = 0
+        for layer, size in zip(self.hidden, self.hidden_sizes):
+            x = self.activation(layer(x, routing))
+            if masks is not None:
+                x = x * masks[..., offset : offset + size]
+            offset += size
+        return x
+
+    def forward(self, x, routing, masks=None):
+        return self.head(self.body(x, routing, masks), routing)
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineLayout:
+    """What a sharing method asks of the engine, in the engine's own terms (no method names).
+
+    ``mask_table`` and ``agent_mask``: the initial mask rows (row 0 all ones) and each agent's
+    row; None leaves every agent on row 0 until a fit installs masks into ``mask_rows`` rows.
+    """
+
+    num_slices: int = 1
+    agent_slices: Optional[Tuple[int, ...]] = None  # initial agent -> slice (None: all 0)
+    agent_id_input: bool = False  # one-hot agent index appended to the features
+    mask_rows: int = 1  # 1: no masking
+    masked_networks: Tuple[str, ...] = ()
+    mask_table: Optional[np.ndarray] = None
+    agent_mask: Optional[np.ndarray] = None

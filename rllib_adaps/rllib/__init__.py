@@ -1,0 +1,1 @@
+"""The RLlib integration: the RLModule, its callback, connectors, the fast path and RLlib shims."""
