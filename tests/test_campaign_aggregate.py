@@ -1,4 +1,4 @@
-"""The campaign's statistics read Tune's result files and come from rliable (bench/campaign.py).
+"""The campaign's statistics read Tune's result files and come from rliable (bench/campaign/).
 
 The campaign's Tune runs are too long for the suite (one smoke run of `run`:
 test_campaign_run.py); here two methods' result.json files are written in Tune's layout with
@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rliable")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import campaign  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for bench.campaign
+from bench.campaign import protocol, report, results  # noqa: E402
+from bench.campaign.protocol import Protocol  # noqa: E402
 
 
 def write_trial(storage: Path, experiment: str, seed: int, returns, ari=None, finished=True, parameters=1000, ari_from_half=None):
@@ -44,11 +45,11 @@ def test_aggregate_writes_summary_improvement_curves_and_marl_eval(tmp_path):
     write_trial(storage, "bps_v1-fups-ppo", 5, [-100.0] * 3, finished=False)  # an interrupted trial: left out
     for seed in range(2):  # a method with fewer than 5 finished seeds: left out
         write_trial(storage, "bps_v1-nops-ppo", seed, np.linspace(0, 20, 20))
-    rows = campaign.aggregate(storage, out, reps=500)
+    rows = report.aggregate(storage, out, reps=500)
 
     with open(out / "summary.csv") as f:
         table = list(csv.DictReader(f))
-    assert list(table[0]) == campaign.SUMMARY_FIELDS
+    assert list(table[0]) == report.SUMMARY_FIELDS
     by_method = {r["method"]: r for r in table}
     assert set(by_method) == {"adaps", "fups"}
     assert by_method["adaps"]["seeds"] == by_method["fups"]["seeds"] == "5" and by_method["fups"]["env_steps"] == "20000"
@@ -87,7 +88,7 @@ def test_intervals_are_reproducible():
     estimates = []
     for outside_seed in (1, 2):
         np.random.seed(outside_seed)
-        point, interval = campaign.interval_estimates(scores, iqm, reps=200)
+        point, interval = report.interval_estimates(scores, iqm, reps=200)
         estimates.append({m: (point[m].tolist(), interval[m].tolist()) for m in scores})
     assert estimates[0] == estimates[1]
     # A method's interval does not depend on which other methods are in the table: rliable
@@ -95,17 +96,17 @@ def test_intervals_are_reproducible():
     # moved the intervals of the methods after it.
     rng = np.random.default_rng(2)
     table = {m: rng.normal(size=(5, 1)) for m in ("adaps", "fups", "fups_id", "nops")}
-    with_all = campaign.interval_estimates(table, iqm, reps=200)[1]["nops"]
-    without_one = campaign.interval_estimates({m: table[m] for m in ("adaps", "fups", "nops")}, iqm, reps=200)[1]["nops"]
+    with_all = report.interval_estimates(table, iqm, reps=200)[1]["nops"]
+    without_one = report.interval_estimates({m: table[m] for m in ("adaps", "fups", "nops")}, iqm, reps=200)[1]["nops"]
     assert with_all.tolist() == without_one.tolist()
 
 
 def test_seeds_that_would_share_env_streams_are_refused():
     # 8 env copies on the local EnvRunner: a run resets its copies with seeds seed..seed+8.
-    assert list(campaign.env_seed_range(1000, 0, 8)) == list(range(1000, 1008))
-    campaign.check_seeds_independent([0, 1000, 2000, 3000, 4000], 0, 8)
+    assert list(protocol.env_seed_range(1000, 0, 8)) == list(range(1000, 1008))
+    protocol.check_seeds_independent([0, 1000, 2000, 3000, 4000], 0, 8)
     with pytest.raises(SystemExit, match="Seeds 0 and 1 share env seeds"):
-        campaign.check_seeds_independent([0, 1, 2, 3, 4], 0, 8)
+        protocol.check_seeds_independent([0, 1, 2, 3, 4], 0, 8)
 
 
 def test_iterations_without_a_finished_episode_are_skipped(tmp_path):
@@ -117,9 +118,9 @@ def test_iterations_without_a_finished_episode_are_skipped(tmp_path):
         ramp = np.linspace(0, 2, 20)
         ramp[1::2] = np.nan
         write_trial(storage, "crware_easy-fups-a2c", seed, ramp + 0.01 * seed)
-    (row,) = campaign.aggregate(storage, out, reps=200)
+    (row,) = report.aggregate(storage, out, reps=200)
     assert 1.7 < row["iqm"] < 2.05  # last 10% of the measured iterations
-    runs = campaign.read_runs(storage)
+    runs = results.read_runs(storage)
     assert all(not np.isnan(r["returns"]).any() and len(r["steps"]) == 10 for r in runs)
     marl = json.loads((out / "marl_eval.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in marl_eval.json"))
     assert len(marl["crware"]["easy"]["fups_a2c"]["run_0"]) >= 10
@@ -135,61 +136,61 @@ def test_archived_runs_outlive_tune_storage(tmp_path):
         write_trial(first, "bps_v1-adaps-ppo", seed, np.linspace(0, 10, 20) + seed, ari=1.0)
     for seed in range(3):  # 3 of 5 seeds on the first machine: too few for the table, but archived
         write_trial(first, "bps_v1-fups-ppo", seed, np.linspace(0, 5, 20) + seed)
-    (adaps,) = campaign.aggregate(first, out, reps=200)
+    (adaps,) = report.aggregate(first, out, reps=200)
     assert adaps["method"] == "adaps"
     for seed in (3, 4):  # the other two seeds, elsewhere; the first storage is gone
         write_trial(second, "bps_v1-fups-ppo", seed, np.linspace(0, 5, 20) + seed)
     write_trial(second, "bps_v1-adaps-ppo", 0, np.linspace(0, 10, 20) + 100, ari=0.5)  # a rerun replaces its archived line
-    rows = {r["method"]: r for r in campaign.aggregate(second, out, reps=200)}
+    rows = {r["method"]: r for r in report.aggregate(second, out, reps=200)}
     assert rows["fups"]["seeds"] == rows["adaps"]["seeds"] == 5
-    archived = campaign.read_archive(out / campaign.ARCHIVE)
+    archived = results.read_archive(out / results.ARCHIVE)
     assert len(archived) == 10 and {r["seed"] for r in archived if r["method"] == "fups"} == {0, 1, 2, 3, 4}
     (rerun,) = [r for r in archived if r["method"] == "adaps" and r["seed"] == 0]
     assert rerun["ari"] == 0.5 and rerun["returns"][-1] == 110.0
     assert rows["adaps"]["ari"] == round((4 * 1.0 + 0.5) / 5, 3)
     # the archive alone (no storage at all) gives the same table
-    again = {r["method"]: r for r in campaign.aggregate(tmp_path / "none", out, reps=200)}
+    again = {r["method"]: r for r in report.aggregate(tmp_path / "none", out, reps=200)}
     assert again == rows
 
 
 def test_a2c_rollouts_set_the_update_size():
     """The papers' A2C: one update per 5-step rollout of every env copy; a cause experiment's
     --rollout-steps changes the rollout, and with it the update, alone."""
-    papers = campaign.experiment_config("bps_v1", "adaps", "a2c", num_env_runners=0, envs_per_runner=8)
+    papers = Protocol("bps_v1", "adaps", "a2c", num_env_runners=0, envs_per_runner=8).algorithm_config()
     assert (papers.rollout_fragment_length, papers.train_batch_size_per_learner) == (5, 40)
     assert papers.num_epochs == 1 and papers.minibatch_size is None and papers.lambda_ == 1.0
-    longer = campaign.experiment_config("bps_v1", "adaps", "a2c", num_env_runners=0, envs_per_runner=8, rollout_steps=50)
+    longer = Protocol("bps_v1", "adaps", "a2c", num_env_runners=0, envs_per_runner=8, rollout_steps=50).algorithm_config()
     assert (longer.rollout_fragment_length, longer.train_batch_size_per_learner) == (50, 400)
     assert longer.lr == papers.lr and longer.num_envs_per_env_runner == 8
     # Such runs are named apart from the campaign's, so they never share its rows or Tune's staging folder.
-    assert campaign.experiment_name("bps_v1", "adaps", "a2c", 0, 8) == "bps_v1-adaps-a2c"
-    assert campaign.experiment_name("bps_v1", "adaps", "a2c", 1, 8) == "bps_v1-adaps-a2c"  # 8 copies on one remote EnvRunner
-    assert campaign.experiment_name("bps_v1", "adaps", "a2c", 0, 8, rollout_steps=50) == "bps_v1-adaps-a2c+50x8"
-    assert campaign.experiment_name("bps_v1", "adaps", "a2c", 2, 8) == "bps_v1-adaps-a2c+5x16"  # 2 EnvRunners: 80 env steps per update
-    assert campaign.experiment_name("bps_v1", "fups_id", "ppo", 2, 80) == "bps_v1-fups_id-ppo"
+    assert Protocol("bps_v1", "adaps", "a2c", 0, 8).name == "bps_v1-adaps-a2c"
+    assert Protocol("bps_v1", "adaps", "a2c", 1, 8).name == "bps_v1-adaps-a2c"  # 8 copies on one remote EnvRunner
+    assert Protocol("bps_v1", "adaps", "a2c", 0, 8, rollout_steps=50).name == "bps_v1-adaps-a2c+50x8"
+    assert Protocol("bps_v1", "adaps", "a2c", 2, 8).name == "bps_v1-adaps-a2c+5x16"  # 2 EnvRunners: 80 env steps per update
+    assert Protocol("bps_v1", "fups_id", "ppo", 2, 80).name == "bps_v1-fups_id-ppo"
 
 
 def test_ppo_cause_knobs_change_what_they_say_alone():
     """Cause experiments' --num-epochs (PPO's passes over each batch) and --plain-loss (no KL penalty,
     no value-loss clipping) change that alone, and the runs are named apart from the campaign's."""
-    papers = campaign.experiment_config("bps_v1", "adaps", "ppo", num_env_runners=0, envs_per_runner=8)
-    one = campaign.experiment_config("bps_v1", "adaps", "ppo", num_env_runners=0, envs_per_runner=8, num_epochs=1)
+    papers = Protocol("bps_v1", "adaps", "ppo", num_env_runners=0, envs_per_runner=8).algorithm_config()
+    one = Protocol("bps_v1", "adaps", "ppo", num_env_runners=0, envs_per_runner=8, num_epochs=1).algorithm_config()
     assert (papers.num_epochs, one.num_epochs) == (4, 1)
     assert (one.train_batch_size_per_learner, one.minibatch_size, one.lr) == (
         papers.train_batch_size_per_learner, papers.minibatch_size, papers.lr)
-    assert campaign.experiment_name("bps_v1", "adaps", "ppo", 0, 8, num_epochs=1) == "bps_v1-adaps-ppo+1ep"
-    assert campaign.experiment_name("bps_v1", "adaps", "ppo", 0, 8, num_epochs=4) == "bps_v1-adaps-ppo"
-    plain = campaign.experiment_config("bps_v1", "adaps", "ppo", num_env_runners=0, envs_per_runner=8, num_epochs=1, plain_loss=True)
+    assert Protocol("bps_v1", "adaps", "ppo", 0, 8, num_epochs=1).name == "bps_v1-adaps-ppo+1ep"
+    assert Protocol("bps_v1", "adaps", "ppo", 0, 8, num_epochs=4).name == "bps_v1-adaps-ppo"
+    plain = Protocol("bps_v1", "adaps", "ppo", num_env_runners=0, envs_per_runner=8, num_epochs=1, plain_loss=True).algorithm_config()
     assert (plain.use_kl_loss, plain.kl_coeff, plain.vf_clip_param) == (False, 0.0, float("inf"))
     assert (papers.use_kl_loss, papers.vf_clip_param) == (True, 10.0)  # RLlib's PPO defaults, as the campaign ran
     assert (plain.num_epochs, plain.minibatch_size, plain.clip_param) == (1, papers.minibatch_size, papers.clip_param)
-    assert campaign.experiment_name("bps_v1", "adaps", "ppo", 0, 8, num_epochs=1, plain_loss=True) == "bps_v1-adaps-ppo+1ep+plain"
+    assert Protocol("bps_v1", "adaps", "ppo", 0, 8, num_epochs=1, plain_loss=True).name == "bps_v1-adaps-ppo+1ep+plain"
 
 
 def test_per_agent_final_returns_show_which_agents_a_method_serves(tmp_path):
     """bench/per_agent_returns.py: an agent's final return is the mean of its last 10% of measured
     iterations (NaN ones skipped); unfinished trials are left out, as in the aggregate."""
-    import per_agent_returns
+    from bench import per_agent_returns
 
     trial = tmp_path / "crware_easy-fups-a2c" / "PPO_crware_00000"
     trial.mkdir(parents=True)
@@ -223,14 +224,14 @@ def test_a_restored_trial_counts_the_kept_timeline_only(tmp_path):
                              "episode_return_mean": -1.0 if 5 <= it <= 8 and i < 8 else float(it)}}
             for i, it in enumerate(timeline)]
     (trial / "result.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    (run,) = campaign.read_runs(storage)
+    (run,) = results.read_runs(storage)
     assert list(run["returns"]) == [float(it) for it in range(1, 13)]  # no abandoned -1.0
     assert np.all(np.diff(run["steps"]) > 0)
 
     zigzag = {**run, "steps": np.array([r["env_runners"]["num_env_steps_sampled_lifetime"] for r in rows], float),
               "returns": np.array([r["env_runners"]["episode_return_mean"] for r in rows], float)}
     out.mkdir()
-    campaign.write_archive([zigzag], out / campaign.ARCHIVE)  # as archived before the fix
-    (archived,) = campaign.read_archive(out / campaign.ARCHIVE)
+    results.write_archive([zigzag], out / results.ARCHIVE)  # as archived before the fix
+    (archived,) = results.read_archive(out / results.ARCHIVE)
     assert list(archived["returns"]) == list(run["returns"])
-    assert campaign.area_under_curve(archived) == pytest.approx(campaign.area_under_curve(run))
+    assert results.area_under_curve(archived) == pytest.approx(results.area_under_curve(run))

@@ -1,4 +1,4 @@
-"""The campaign's `run` as a real Tune experiment (bench/campaign.py), at a smoke budget.
+"""The campaign's `run` as a real Tune experiment (bench/campaign/), at a smoke budget.
 
 One trial of one (scenario, method) on a local Ray: it finishes and `aggregate`'s reader finds
 it; a second `run` without --resume leaves the experiment alone and says so at the end (that
@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("rliable")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import campaign  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for bench.campaign
+from bench.campaign.results import read_runs  # noqa: E402
+from bench.campaign.run import run  # noqa: E402
 
 
 def smoke_args(storage: Path, resume: bool) -> argparse.Namespace:
@@ -27,21 +28,21 @@ def smoke_args(storage: Path, resume: bool) -> argparse.Namespace:
 
 def test_run_is_a_tune_experiment_that_skips_or_resumes_what_exists(tmp_path, capsys):
     storage = tmp_path / "campaign"
-    assert campaign.run(smoke_args(storage, resume=False))
-    runs = campaign.read_runs(storage)
+    assert run(smoke_args(storage, resume=False))
+    runs = read_runs(storage)
     assert [(r["scenario"], r["method"], r["algorithm"], r["seed"]) for r in runs] == [("bps_v1", "fups", "ppo", 0)]
     assert runs[0]["steps"][-1] >= 2000
     result_file = next(storage.glob("bps_v1-fups-ppo/*/result.json"))
     rows_before = result_file.read_text().count("\n")
     capsys.readouterr()
 
-    assert campaign.run(smoke_args(storage, resume=False))
+    assert run(smoke_args(storage, resume=False))
     out = capsys.readouterr().out
     assert "bps_v1-fups-ppo: exists at" in out
     assert f"Skipped, already in {storage.resolve()} (pass --resume to continue them): bps_v1-fups-ppo" in out
 
-    assert campaign.run(smoke_args(storage, resume=True))
+    assert run(smoke_args(storage, resume=True))
     out = capsys.readouterr().out
     assert "Skipped" not in out
     assert result_file.read_text().count("\n") == rows_before  # restored finished, not trained again
-    assert len(campaign.read_runs(storage)) == 1
+    assert len(read_runs(storage)) == 1

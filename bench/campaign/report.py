@@ -1,0 +1,196 @@
+"""The campaign's statistics and exports, per scenario and method, from the runs alone.
+
+With rliable (95% stratified bootstrap intervals), into the output folder:
+- ``summary.csv``: scenario, method, seeds, env_steps, iqm, iqm_low, iqm_high, mean, mean_low,
+  mean_high (final return), ari (mean ARI of the runs that cluster; empty for other methods);
+- ``learning_speed.csv``: scenario, method, seeds, env_steps, auc_iqm, auc_low, auc_high: IQM
+  of the return averaged over the whole run (the normalised area under the curve), where final
+  returns tie at a ceiling;
+- ``probability_of_improvement.csv``: P(AdaPS > method) with its interval;
+- ``curves_{scenario}_{algorithm}.png``: IQM of the return over env steps with interval bands;
+- ``model_size.csv`` / ``model_size.png``: parameters each method's module uses (and allocates),
+  per scenario, read from the runs' ``sharing`` results;
+- ``marl_eval.json``: every run in marl-eval's JSON layout (environment, task, algorithm, run,
+  step: {step_count, return}), to compare with other MARL libraries;
+- ``runs.jsonl``: the archive (``results``), rewritten with every finished run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+from .results import ARCHIVE, area_under_curve, final_return, merge_runs, read_archive, read_runs, write_archive
+
+CURVE_POINTS = 50  # env-step grid of the curves
+SUMMARY_FIELDS = ["scenario", "method", "seeds", "env_steps", "iqm", "iqm_low", "iqm_high", "mean", "mean_low", "mean_high", "ari"]
+SPEED_FIELDS = ["scenario", "method", "seeds", "env_steps", "auc_iqm", "auc_low", "auc_high"]
+IMPROVEMENT_FIELDS = ["scenario", "method", "p_adaps_better", "low", "high"]
+MODEL_SIZE_FIELDS = ["scenario", "method", "parameters_in_use", "parameters_allocated"]
+
+
+def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) -> List[dict]:
+    """Writes summary.csv, learning_speed.csv, probability_of_improvement.csv, curves, model size
+    and marl_eval.json into ``out``.
+
+    A (scenario, algorithm, method) with fewer than ``min_seeds`` finished runs is listed and left
+    out (the evidence asks for at least 5 seeds)."""
+    from rliable import metrics
+
+    out.mkdir(parents=True, exist_ok=True)
+    runs = merge_runs(read_runs(storage), read_archive(out / ARCHIVE))
+    write_archive(runs, out / ARCHIVE)  # every finished run, also those of methods with fewer seeds yet
+    counts = Counter((r["scenario"], r["algorithm"], r["method"]) for r in runs)
+    for (scenario, algorithm, method), n in sorted(counts.items()):
+        if n < min_seeds:
+            print(f"left out, {n} finished seeds (< {min_seeds}): {scenario}-{method}-{algorithm}")
+    runs = [r for r in runs if counts[r["scenario"], r["algorithm"], r["method"]] >= min_seeds]
+    if not runs:
+        raise SystemExit(f"No finished campaign with at least {min_seeds} seeds under {storage}: run the campaign first.")
+    summary, speed, improvement = [], [], []
+    for key in sorted({(r["scenario"], r["algorithm"]) for r in runs}):
+        scenario, algorithm = key
+        by_method = {m: [r for r in runs if (r["scenario"], r["algorithm"], r["method"]) == (scenario, algorithm, m)]
+                     for m in sorted({r["method"] for r in runs if (r["scenario"], r["algorithm"]) == key})}
+        scores = per_run(by_method, final_return)
+        iqm, iqm_ci = interval_estimates(scores, lambda s: np.array([metrics.aggregate_iqm(s)]), reps)
+        mean, mean_ci = interval_estimates(scores, lambda s: np.array([metrics.aggregate_mean(s)]), reps)
+        auc, auc_ci = interval_estimates(per_run(by_method, area_under_curve), lambda s: np.array([metrics.aggregate_iqm(s)]), reps)
+        label = scenario if algorithm == "ppo" else f"{scenario} ({algorithm})"
+        for m, rs in by_method.items():
+            aris = [r["ari"] for r in rs if r["ari"] is not None]
+            common = {"scenario": label, "method": m, "seeds": len(rs), "env_steps": int(min(r["steps"][-1] for r in rs))}
+            summary.append({
+                **common,
+                "iqm": round(float(iqm[m][0]), 4), "iqm_low": round(float(iqm_ci[m][0][0]), 4), "iqm_high": round(float(iqm_ci[m][1][0]), 4),
+                "mean": round(float(mean[m][0]), 4), "mean_low": round(float(mean_ci[m][0][0]), 4),
+                "mean_high": round(float(mean_ci[m][1][0]), 4), "ari": round(float(np.mean(aris)), 3) if aris else "",
+            })
+            speed.append({**common, "auc_iqm": round(float(auc[m][0]), 4), "auc_low": round(float(auc_ci[m][0][0]), 4),
+                          "auc_high": round(float(auc_ci[m][1][0]), 4)})
+        if "adaps" in scores:
+            pairs = {f"adaps,{m}": (scores["adaps"], scores[m]) for m in scores if m != "adaps"}
+            if pairs:
+                poi, poi_ci = interval_estimates(pairs, metrics.probability_of_improvement, reps)
+                for pair in pairs:
+                    improvement.append({"scenario": label, "method": pair.split(",")[1], "p_adaps_better": round(float(np.ravel(poi[pair])[0]), 3),
+                                        "low": round(float(np.ravel(poi_ci[pair])[0]), 3), "high": round(float(np.ravel(poi_ci[pair])[1]), 3)})
+        plot_curves(by_method, out / f"curves_{scenario}_{algorithm}.png", f"{scenario} ({algorithm})", reps)
+    write_csv(out / "summary.csv", summary, SUMMARY_FIELDS)
+    write_csv(out / "learning_speed.csv", speed, SPEED_FIELDS)
+    model_size(runs, out)
+    if improvement:
+        write_csv(out / "probability_of_improvement.csv", improvement, IMPROVEMENT_FIELDS)
+    (out / "marl_eval.json").write_text(json.dumps(marl_eval(runs), allow_nan=False))
+    return summary
+
+
+def per_run(by_key: Dict[str, List[dict]], score) -> Dict[str, np.ndarray]:
+    """rliable's score layout, ``[runs, 1 task]``, of one number per run (final return, area)."""
+    return {k: np.array([[score(r)] for r in rs]) for k, rs in by_key.items()}
+
+
+def interval_estimates(scores: dict, statistic, reps: int, seed: int = 0):
+    """rliable's ``get_interval_estimates``, reproducible: its stratified bootstrap draws the
+    resampling indices from numpy's global RNG (``StratifiedBootstrap.update_indices`` calls
+    ``np.random.choice``), so the ``random_state`` it accepts does not fix them, and two
+    ``aggregate`` runs on the same files gave different intervals. Each key is estimated on its
+    own from the same seed, so its interval depends neither on the statistics computed before
+    nor on the other keys (methods) in ``scores``."""
+    from rliable import library as rly
+
+    points, intervals = {}, {}
+    for key, value in scores.items():
+        np.random.seed(seed)
+        point, interval = rly.get_interval_estimates({key: value}, statistic, reps=reps,
+                                                     random_state=np.random.RandomState(seed))
+        points[key], intervals[key] = point[key], interval[key]
+    return points, intervals
+
+
+def plot_curves(by_method: Dict[str, List[dict]], path: Path, title: str, reps: int) -> None:
+    """IQM over seeds of the return at common env steps, with 95% bootstrap bands (rliable)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rliable import metrics, plot_utils
+
+    end = min(r["steps"][-1] for rs in by_method.values() for r in rs)
+    grid = np.linspace(end / CURVE_POINTS, end, CURVE_POINTS)
+    curves = {m: np.stack([np.interp(grid, r["steps"], r["returns"]) for r in rs])[:, None, :] for m, rs in by_method.items()}
+    iqm = lambda s: np.array([metrics.aggregate_iqm(s[..., t]) for t in range(s.shape[-1])])  # noqa: E731
+    point, interval = interval_estimates(curves, iqm, max(200, reps // 10))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    # matplotlib's colour cycle, as before rliable drew the curves: a method keeps its colour
+    colors = {m: f"C{i}" for i, m in enumerate(curves)}
+    plot_utils.plot_sample_efficiency_curve(grid, point, interval, algorithms=list(curves), colors=colors, ax=ax,
+                                            xlabel="env steps", ylabel="episode return (IQM over seeds)",
+                                            labelsize="medium", ticklabelsize="small", marker=None, linewidth=1.5)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def model_size(runs: List[dict], out: Path) -> None:
+    """Parameters per method and scenario (median over seeds: SePS's count follows its K)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for scenario in sorted({r["scenario"] for r in runs}):
+        for method in sorted({r["method"] for r in runs if r["scenario"] == scenario}):
+            rs = [r for r in runs if (r["scenario"], r["method"]) == (scenario, method) and r["parameters_in_use"] is not None]
+            if rs:
+                rows.append({"scenario": scenario, "method": method,
+                             "parameters_in_use": int(np.median([r["parameters_in_use"] for r in rs])),
+                             "parameters_allocated": int(np.median([r["parameters_allocated"] for r in rs]))})
+    if not rows:
+        return
+    write_csv(out / "model_size.csv", rows, MODEL_SIZE_FIELDS)
+    # a grouped bar chart on a log scale: rliable's plots are of intervals and curves, not of counts
+    scenarios = sorted({r["scenario"] for r in rows})
+    methods = sorted({r["method"] for r in rows})
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, method in enumerate(methods):
+        values = {r["scenario"]: r["parameters_in_use"] for r in rows if r["method"] == method}
+        xs = [j + i * width for j, s in enumerate(scenarios) if s in values]
+        bars = ax.bar(xs, [values[s] for s in scenarios if s in values], width, label=method)
+        ax.bar_label(bars, fmt="%d", fontsize=6, rotation=90, padding=2)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(scenarios))], scenarios)
+    top = max(r["parameters_in_use"] for r in rows)
+    ax.set(yscale="log", ylim=(min(r["parameters_in_use"] for r in rows) / 10, top * 10),  # bars start well below the smallest
+           ylabel="parameters in use (policy + value)", title="model size")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "model_size.png", dpi=120)
+    plt.close(fig)
+
+
+def marl_eval(runs: List[dict]) -> dict:
+    """marl-eval's layout: env -> task -> algorithm -> run -> step_i -> {step_count, return}."""
+    data: dict = {}
+    for r in runs:
+        env, task = r["scenario"].split("_", 1) if "_" in r["scenario"] else (r["scenario"], r["scenario"])
+        algo = f"{r['method']}_{r['algorithm']}"
+        run = {f"step_{i}": {"step_count": int(s), "return": [float(v)]} for i, (s, v) in enumerate(zip(r["steps"], r["returns"]))}
+        run["absolute_metrics"] = {"return": [final_return(r)]}
+        data.setdefault(env, {}).setdefault(task, {}).setdefault(algo, {})[f"run_{r['seed']}"] = run
+    return data
+
+
+def write_csv(path: Path, rows: List[dict], fields: List[str]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)

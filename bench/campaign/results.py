@@ -1,0 +1,128 @@
+"""The runs of the campaign: read from Tune's result files, and archived beyond them.
+
+The final return of a run is the mean of ``env_runners/episode_return_mean`` (the sum over
+agents of one episode, averaged over RLlib's window of recent episodes) over the last
+``FINAL_FRACTION`` of its iterations: one iteration's window is noisy, and the last ones are
+what a method has learned within the budget.
+
+The archive, ``runs.jsonl`` in the output folder, holds one finished run per line (curve, ARI,
+parameters) and is read back by the next ``aggregate``. Tune's storage (``results/``, not in
+git) does not outlive the machine it ran on, so a campaign spread over several machines or
+sessions is aggregated from the runs in storage plus the archived ones (a run in storage
+replaces its archived line).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_STORAGE = ROOT / "results" / "campaign"
+DEFAULT_OUT = ROOT / "docs" / "results" / "campaign"
+FINAL_FRACTION = 0.1  # the final return averages the last 10% of a run's iterations
+ARCHIVE = "runs.jsonl"  # every finished run, in the output folder (see the module docstring)
+
+
+def read_runs(storage: Path) -> List[dict]:
+    """Every finished trial under ``storage`` (Tune's result.json files): scenario, method, seed,
+    curve, ARI. A trial counts once Tune marked its last result ``done`` (its stop criterion, the
+    budget, was met); unfinished ones (an interrupted campaign) are listed and left out, so that
+    no statistic mixes budgets."""
+    runs = []
+    for result_file in sorted(storage.glob("*/*/result.json")):
+        name = result_file.parent.parent.name
+        scenario, method, algorithm = name.rsplit("-", 2)
+        rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+        finished = bool(rows) and rows[-1].get("done") is True
+        # the clustering as fitted (a run restored from a checkpoint adopts it later on)
+        identity = next((r["identity_pretraining"] for r in rows if (r.get("identity_pretraining") or {}).get("done")), {})
+        rows = [r for r in rows if "env_runners" in r and "episode_return_mean" in r["env_runners"]]
+        if not rows:
+            continue
+        if not finished:
+            print(f"left out, not finished: {name}/{result_file.parent.name} "
+                  f"({int(rows[-1]['env_runners']['num_env_steps_sampled_lifetime'])} env steps)")
+            continue
+        steps = np.array([r["env_runners"]["num_env_steps_sampled_lifetime"] for r in rows], float)
+        returns = np.array([r["env_runners"]["episode_return_mean"] for r in rows], float)
+        measured = ~np.isnan(returns)  # NaN: no episode ended in that iteration (C-RWARE's 500-step episodes)
+        steps, returns = steps[measured], returns[measured]
+        kept = kept_timeline(steps)
+        steps, returns = steps[kept], returns[kept]
+        if not len(returns):
+            print(f"left out, no episode ended: {name}/{result_file.parent.name}")
+            continue
+        sharing = rows[-1].get("sharing") or {}
+        runs.append({
+            "scenario": scenario, "method": method, "algorithm": algorithm,
+            "seed": (rows[0].get("config") or {}).get("seed", result_file.parent.name),
+            "steps": steps, "returns": returns, "ari": identity.get("adjusted_rand_index"),
+            "parameters_in_use": sharing.get("parameters_in_use"), "parameters_allocated": sharing.get("parameters_allocated"),
+        })
+    return runs
+
+
+def kept_timeline(steps: np.ndarray) -> np.ndarray:
+    """Indices of the rows of the timeline that was kept. A trial restored from a checkpoint (``--resume``)
+    appends its re-run iterations to result.json after the ones it abandoned, so the env steps go
+    back; the abandoned rows (env steps past the restored point, up to half an iteration's
+    steps of jitter) are dropped. Without this, the area under the curve and the curves' interpolation
+    read a zig-zag."""
+    if len(steps) < 2 or np.all(np.diff(steps) > 0):
+        return np.arange(len(steps))
+    half_step = 0.5 * np.median(np.diff(steps)[np.diff(steps) > 0])
+    keep: List[int] = []
+    for i, s in enumerate(steps):
+        while keep and steps[keep[-1]] > s - half_step:
+            keep.pop()
+        keep.append(i)
+    return np.array(keep, int)
+
+
+def run_key(run: dict) -> tuple:
+    return run["scenario"], run["algorithm"], run["method"], str(run["seed"])
+
+
+def read_archive(path: Path) -> List[dict]:
+    """The runs an earlier ``aggregate`` archived (``runs.jsonl``), curves as arrays again."""
+    if not path.exists():
+        return []
+    runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for run in runs:
+        steps, returns = np.array(run["steps"], float), np.array(run["returns"], float)
+        kept = kept_timeline(steps)  # archives written before the restore fix hold abandoned rows
+        run["steps"], run["returns"] = steps[kept], returns[kept]
+    return runs
+
+
+def merge_runs(in_storage: List[dict], archived: List[dict]) -> List[dict]:
+    """The runs in Tune's storage, plus the archived runs that storage no longer (or not yet) holds."""
+    present = {run_key(r) for r in in_storage}
+    kept = [r for r in archived if run_key(r) not in present]
+    if kept:
+        print(f"{len(in_storage)} runs read from Tune's storage, {len(kept)} more from the archive")
+    return sorted(in_storage + kept, key=run_key)
+
+
+def write_archive(runs: List[dict], path: Path) -> None:
+    lines = [json.dumps({**r, "steps": [int(s) for s in r["steps"]], "returns": [float(v) for v in r["returns"]]},
+                        allow_nan=False, separators=(",", ":")) for r in runs]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def final_return(run: dict) -> float:
+    n = max(1, int(np.ceil(FINAL_FRACTION * len(run["returns"]))))
+    return float(np.mean(run["returns"][-n:]))
+
+
+def area_under_curve(run: dict) -> float:
+    """The return averaged over the whole run (trapezoids over env steps): how fast a method
+    learns, where final returns tie because every method reaches the same ceiling (LBF)."""
+    steps, returns = run["steps"], run["returns"]  # measured iterations only (read_runs)
+    if len(steps) < 2:
+        return float(returns[0])
+    return float(np.trapezoid(returns, steps) / (steps[-1] - steps[0]))
