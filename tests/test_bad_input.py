@@ -56,7 +56,7 @@ def own(env_config=None):
         (bps, "adaps", {"vae": {"kl_weight": -1.0}}, "vae.kl_weight must be >= 0"),
         (bps, "adaps", {"vae": {"reconstruct": ["state"]}}, "vae.reconstruct must be a non-empty subset"),
         (bps, "adaps", {"vae": 3}, "Options of vae must be a mapping"),
-        (bps, "adaps", {"z_dim": 4}, "Unknown option 'z_dim' for sharing method 'adaps'"),
+        (bps, "adaps", {"z_dim": 4}, "'z_dim' is an option of 'vae' for sharing method 'adaps': write vae=\\{'z_dim': ...\\}"),
         (bps, "adaps", {"recluster_every_env_steps": 0}, "recluster_every_env_steps must be an int >= 1 or None"),
         (bps, "seps", {"vae": {"identity_leaks": "ignore"}}, "identity_leaks must be one of \\('reconstruct', 'drop', 'read'\\)"),
         (bps, "adaps", {"n_clusters": 3},

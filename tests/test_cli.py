@@ -101,7 +101,7 @@ def test_train_file_writes_results_checkpoint_and_evaluates(tmp_path, name):
         before = set(ray_results.iterdir()) if ray_results.exists() else set()
         proc = run(["evaluate", str(checkpoints[-1]), "--episodes", "2", *mode])
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        # Algorithm.from_checkpoint made an empty ~/ray_results/<date> logdir; evaluate removes it.
+        # Evaluation builds no Algorithm, so no logdir appears in ~/ray_results.
         assert (set(ray_results.iterdir()) if ray_results.exists() else set()) == before
         assert "mean return" in proc.stdout and "group" in proc.stdout
         assert "mode: sampled" in proc.stdout

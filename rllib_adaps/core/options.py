@@ -51,6 +51,10 @@ def options_from_dict(cls: Type[T], values: Mapping[str, Any], where: str) -> T:
     unknown = [key for key in values if key not in names]
     if unknown:
         key = unknown[0]
+        nested = [name for name, kind in nested_option_types(cls).items() if key in option_names(kind)]
+        if nested:  # an option of a nested group given at the top
+            raise SharingOptionError(f"{key!r} is an option of {nested[0]!r} for {where}: write {nested[0]}={{{key!r}: ...}} "
+                                     f"(in YAML: {nested[0]}: {{{key}: ...}}).", key=key)
         valid = f"valid options: {', '.join(names)}" if names else "it takes no options"
         raise SharingOptionError(f"Unknown option {key!r} for {where}.{did_you_mean(key, names)} ({valid})", key=key)
     values = dict(values)

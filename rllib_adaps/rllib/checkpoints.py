@@ -11,7 +11,7 @@ initial weights while training goes on as if nothing happened. Every method of t
 has exactly one module, ``shared`` on the multi-agent path and ``default_policy`` on the fast
 path (``rllib_adaps.rllib.module_ids``); checkpoints with other module ids come from releases before
 the one-engine change (NoPS and SePS had a module per agent or cluster) or from other code.
-Every restore of a run set up by ``configure_sharing`` checks this first (``rllib_shims``).
+Every restore of a run set up by ``configure_sharing`` checks this first (``rllib.shims``).
 Checkpoints of the same module id but another method, layout or agent count are refused by
 ``ParameterSharingModule.set_state``.
 """

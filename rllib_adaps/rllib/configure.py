@@ -216,7 +216,7 @@ def configure_sharing(
                                add_default_connectors_to_module_to_env_pipeline=True)
         config.env_runners(env_to_module_connector=_with_user_connector(config, AgentIndexConnector(info.agent_ids, info.obs_dim)))
         logger.info("configure_sharing: multi-agent path (%s; module id '%s')", why_not_fast, module_id)
-    config.rl_module(rl_module_spec=spec)  # one spec: RLlib then builds it inference-only on EnvRunners (rllib_shims 4)
+    config.rl_module(rl_module_spec=spec)  # one spec: RLlib then builds it inference-only on EnvRunners (rllib.shims, note 4)
     existing = [c for c in force_list(config.callbacks_class) if c is not RLlibCallback and c is not SharingCallback]
     config.callbacks(callbacks_class=[*existing, SharingCallback] if existing else SharingCallback)
     return config

@@ -25,14 +25,10 @@
    one subclass, ``rllib_adaps.rllib.fast_path.FastPathEnvRunner`` (``sample``, ``make_env``,
    ``_increase_sampled_metrics``, ``get_metrics``, ``_new_episode``,
    ``_make_on_episode_callback``), not here, because they are the fast path itself.
-7. An Algorithm built outside Tune (``Algorithm.from_checkpoint``) creates Tune's default
-   logdir, an empty ``~/ray_results/<date>`` directory, and leaves it behind:
-   ``stop_and_remove_empty_logdir`` stops it and removes that directory if nothing was written.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, List
 
 import ray
@@ -97,11 +93,3 @@ def before_first_training_step(algorithm, fn: Callable[[Any], None]) -> None:
         return original(*args, **kwargs)
 
     algorithm.training_step = training_step
-
-
-def stop_and_remove_empty_logdir(algorithm) -> None:
-    """``algorithm.stop()``, then remove its logdir if it is empty (see 7)."""
-    logdir = getattr(algorithm, "logdir", None)
-    algorithm.stop()
-    if logdir and os.path.isdir(logdir) and not os.listdir(logdir):
-        os.rmdir(logdir)
