@@ -55,16 +55,23 @@ def _stem(name: str) -> str:
     return _TIMESTAMP.sub("", name)
 
 
+def leaked_entries(added, written_by_tests) -> list:
+    """New entries of the real ~/ray_results named like what the tests wrote (timestamps aside).
+
+    Names that are a timestamp alone (an Algorithm's logdir) say nothing about who wrote them;
+    that Ray resolves its default directory into the temporary home is test_cli's check.
+    """
+    ours = {_stem(name) for name in written_by_tests} - {""}
+    return sorted(name for name in added if _stem(name) in ours)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def real_ray_results_untouched():
     """Fails the session (an error at the last test's teardown) if the tests' own results went
     into the real ~/ray_results instead of the temporary home's."""
     yield
     added = set(_listing(REAL_RAY_RESULTS) or []) - set(RAY_RESULTS_BEFORE or [])
-    # Names that are a timestamp alone (an Algorithm's logdir) say nothing about who wrote them;
-    # that Ray resolves its default directory into the temporary home is test_cli's check.
-    ours = {_stem(name) for name in _listing(TEST_HOME / "ray_results") or []} - {""}
-    leaked = sorted(name for name in added if _stem(name) in ours)
+    leaked = leaked_entries(added, _listing(TEST_HOME / "ray_results") or [])
     assert not leaked, f"the tests wrote into {REAL_RAY_RESULTS}: {leaked}"
 
 

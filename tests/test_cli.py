@@ -195,6 +195,9 @@ exp:
          "In .*exp.yaml, key 'sharing.num_cluster' \\(value 3\\): .*Did you mean 'num_clusters'"),
         (GOOD.replace("method: fups", "method: adaps, cluster_count: 3"), "key 'sharing.cluster_count'.*mask_seed"),
         (GOOD.replace("method: fups", "method: snp, mask_treshold: 0.3"), "key 'sharing.mask_treshold' \\(value 0.3\\): Unknown option 'mask_treshold' for sharing method 'snp'.*pruning_rate"),
+        # among other options, only the misspelt one is cited (not every key with its value)
+        (GOOD.replace("method: fups", "method: adaps, num_clusters: 3, mask_seed: 1, mask_treshold: 0.3"),
+         "In .*exp.yaml, key 'sharing.mask_treshold' \\(value 0.3\\): Unknown option 'mask_treshold' for sharing method 'adaps'. Did you mean 'mask_threshold'"),
         (GOOD.replace("method: fups", "method: fups, num_clusters: 3"), "key 'sharing.num_clusters'"),
         (GOOD.replace("preset: v1", "preset: v9"), "In .*exp.yaml, key 'config.env_config': .*preset"),
         (GOOD + "  checkpoint_config: {checkpoint_frequency: -1}\n", "'checkpoint_config.checkpoint_frequency' in .*exp.yaml"),
@@ -353,6 +356,17 @@ def test_help_describes_every_option_with_its_default():
             if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction) or not action.option_strings:
                 continue
             assert action.help and "default" in action.help, f"{page.prog} {action.option_strings}: {action.help!r}"
+
+
+def test_the_ray_results_guard_flags_the_suites_writes_not_other_processes():
+    """Another process (a campaign) writing into the real ~/ray_results does not fail the suite;
+    a trial or experiment named like the suite's does."""
+    from conftest import leaked_entries
+
+    ours = ["PPO_bps_2026-12-07_13-45-46abc", "adaps-lbf", "2026-12-07_13-26-3613nygfma"]
+    others = ["bps_v1-adaps-a2c", "2026-12-07_14-00-00xyz", "PPO_crware_2026-12-07_14-01-02def"]
+    assert leaked_entries(others, ours) == []
+    assert leaked_entries(["PPO_bps_2026-12-08_09-00-00zzz", "adaps-lbf"], ours) == ["PPO_bps_2026-12-08_09-00-00zzz", "adaps-lbf"]
 
 
 def test_suite_writes_nothing_into_the_real_home():

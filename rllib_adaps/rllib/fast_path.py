@@ -37,9 +37,8 @@ callbacks (``on_episode_start/step/end``) see one ``SingleAgentEpisode`` per age
 and the env episode (``env_episode_id``).
 
 SuperSuit's conversion (``pettingzoo_env_to_vec_env_v1`` + ``concat_vec_envs_v1``) was measured
-as the alternative before writing ``SlotVectorEnv`` (8 copies, random valid actions;
-``bench/fast_path_speed.py --env-only``, ``docs/results/fast_path_speed.txt``): slower on all
-three envs, e.g. BPS v2 8.7 us per agent step against 3.6 here (the ParallelEnv alone: 2.9). It also
+as the alternative before writing ``SlotVectorEnv`` (``bench/fast_path_speed.py --env-only``,
+``docs/results/fast_path_speed.txt``): slower on all three envs. It also
 resets a finished env in the same ``step()`` (the final observation only in ``infos``), which
 RLlib's single-agent EnvRunner does not expect, and has neither padding nor the agent index.
 """
