@@ -60,10 +60,6 @@ class SharingSpec:
     def method_class(self) -> Type[SharingMethod]:
         return METHOD_CLASSES[self.method]
 
-    @property
-    def pretrains(self) -> bool:
-        return self.method_class.pretrains
-
     def for_agents(self, num_agents: int, space_groups: Optional[Sequence[int]] = None) -> SharingMethod:
         """The method for ``num_agents`` agents (checks the options that depend on them);
         ``space_groups`` as in ``SharingMethod``."""
