@@ -16,12 +16,15 @@ observation vector. That makes BPS a test of whether parameter sharing can separ
 | v6     | 6 x 5           | 30 / 5             | yes                           |
 
 The physics are MPE's (dt 0.1, damping 0.25, sensitivity 5, mass 1, no collisions, no speed
-limit), computed for all agents at once: one step costs a handful of numpy calls.
+limit), computed for all agents of all env copies at once (``BlindParticleSpreadBatch``): one step
+costs a handful of numpy calls.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -29,13 +32,13 @@ from gymnasium import spaces
 
 from rllib_adaps.envs.base import (
     EnvConfigError,
-    TypedParallelEnv,
     agent_names,
     check_bool,
     check_choice,
     check_int,
     check_keys,
 )
+from rllib_adaps.envs.batched import BatchedEnv, BatchedParallelEnv, seeded_generator
 
 ENV_NAME = "BlindParticleSpread"
 
@@ -125,27 +128,27 @@ def _distinct_permutations(num_types: int, obs_dim: int, seed: int) -> np.ndarra
     return np.stack(permutations)
 
 
-class BlindParticleSpread(TypedParallelEnv):
-    """Blind-particle Spread: typed agents seek their type's landmark without seeing which it is.
+@dataclass(frozen=True)
+class BPSParams:
+    """Validated BPS settings (one home for checking ``env_config``)."""
 
-    Observation (float32, 4 + 2L): own velocity, own position, then every landmark's position
-    relative to the agent, in landmark order. With ``shuffle_obs`` the vector is permuted by
-    a fixed per-type permutation (``obs_permutations[type]``: shuffled[k] = plain[perm[k]]).
-    Reward: -reward_scale x distance to the own type's landmark, per agent. Episodes end by
-    truncation after ``max_steps`` steps.
-    """
+    preset: str | None
+    agents_per_type: tuple[int, ...]
+    shuffle_obs: bool
+    max_steps: int
+    reward_scale: float
+    permutation_seed: int
 
-    metadata = {"name": "blind_particle_spread_v0", "render_modes": []}
-
-    def __init__(
-        self,
+    @classmethod
+    def build(
+        cls,
         preset: str | None = None,
         agents_per_type: Sequence[int] | None = None,
         shuffle_obs: bool | None = None,
         max_steps: int = 50,
         reward_scale: float = 0.5,
         permutation_seed: int = 0,
-    ):
+    ) -> "BPSParams":
         if preset is not None and agents_per_type is not None:
             raise EnvConfigError(
                 f"{ENV_NAME}: 'preset' and 'agents_per_type' conflict: give one of them "
@@ -156,54 +159,149 @@ class BlindParticleSpread(TypedParallelEnv):
             group_sizes, default_shuffle = PRESETS[preset]
         else:
             group_sizes, default_shuffle = _check_agents_per_type(agents_per_type), False
-        self.preset: str | None = preset
-        self.agents_per_type: tuple[int, ...] = group_sizes
-        if shuffle_obs is None:
-            shuffle_obs = default_shuffle
-        self.shuffle_obs: bool = check_bool(ENV_NAME, "shuffle_obs", shuffle_obs)
-        self.max_steps: int = check_int(ENV_NAME, "max_steps", max_steps, 1)
-        self.reward_scale: float = _check_reward_scale(reward_scale)
-        self.permutation_seed: int = check_int(ENV_NAME, "permutation_seed", permutation_seed, 0)
+        return cls(
+            preset=preset,
+            agents_per_type=group_sizes,
+            shuffle_obs=check_bool(ENV_NAME, "shuffle_obs", default_shuffle if shuffle_obs is None else shuffle_obs),
+            max_steps=check_int(ENV_NAME, "max_steps", max_steps, 1),
+            reward_scale=_check_reward_scale(reward_scale),
+            permutation_seed=check_int(ENV_NAME, "permutation_seed", permutation_seed, 0),
+        )
 
-        self.num_types = len(group_sizes)
+
+class BlindParticleSpreadBatch(BatchedEnv):
+    """``num_copies`` BPS worlds as arrays ``[copies, agents, 2]``, stepped in one call."""
+
+    name = ENV_NAME
+
+    def __init__(self, params: BPSParams, num_copies: int):
+        self.params = params
+        self.num_copies = num_copies
+        self.num_types = len(params.agents_per_type)
         self.num_landmarks = self.num_types
         self.obs_dim = OWN_STATE_DIM + 2 * self.num_landmarks
-        num_agents = sum(group_sizes)
-
+        self.num_agents = num_agents = sum(params.agents_per_type)
         self.possible_agents = agent_names(num_agents)
-        self.agents: list[str] = []  # empty until reset() starts an episode
-        self.render_mode = None
         #: Type index of each agent, in agent order (contiguous blocks).
-        self._agent_type_index = np.repeat(np.arange(self.num_types), group_sizes)
-        self.true_agent_types = dict(zip(self.possible_agents, self._agent_type_index.tolist()))
-
-        self._observation_spaces = {
-            agent: spaces.Box(-np.inf, np.inf, shape=(self.obs_dim,), dtype=np.float32)
-            for agent in self.possible_agents
-        }
-        self._action_spaces = {
-            agent: spaces.Discrete(NUM_ACTIONS) for agent in self.possible_agents
-        }
-
+        self.agent_type_index = np.repeat(np.arange(self.num_types), params.agents_per_type)
+        self.true_agent_types = dict(zip(self.possible_agents, self.agent_type_index.tolist()))
+        self._observation_space = spaces.Box(-np.inf, np.inf, shape=(self.obs_dim,), dtype=np.float32)
+        self._action_space = spaces.Discrete(NUM_ACTIONS)
         #: Per-type observation permutations (None when observations are not shuffled).
         self.obs_permutations: np.ndarray | None = None
         self._agent_obs_permutation: np.ndarray | None = None
-        if self.shuffle_obs:
-            self.obs_permutations = _distinct_permutations(
-                self.num_types, self.obs_dim, self.permutation_seed
-            )
-            self._agent_obs_permutation = self.obs_permutations[self._agent_type_index]
-        self._agent_rows = np.arange(num_agents)
-        self._agent_rows_column = self._agent_rows[:, None]
-
+        if params.shuffle_obs:
+            self.obs_permutations = _distinct_permutations(self.num_types, self.obs_dim, params.permutation_seed)
+            self._agent_obs_permutation = self.obs_permutations[self.agent_type_index]
         # Velocity change of one step per action: force = sensitivity x direction, a = F / m.
         self._velocity_change_per_action = ACTION_DIRECTIONS * (SENSITIVITY / AGENT_MASS) * TIMESTEP
+        self._own_landmark_one_hot = np.eye(self.num_landmarks)[self.agent_type_index]  # [N, L]
 
-        self._rng = np.random.default_rng()
-        self._steps_taken = 0
-        self.agent_positions = np.zeros((num_agents, 2))
-        self.agent_velocities = np.zeros((num_agents, 2))
-        self.landmark_positions = np.zeros((self.num_landmarks, 2))
+        self._generators = [seeded_generator(None) for _ in range(num_copies)]
+        self.steps_taken = np.zeros(num_copies, dtype=np.int64)
+        self.agent_positions = np.zeros((num_copies, num_agents, 2))
+        self.agent_velocities = np.zeros((num_copies, num_agents, 2))
+        self.landmark_positions = np.zeros((num_copies, self.num_landmarks, 2))
+        self._observations = np.zeros((num_copies, num_agents, self.obs_dim), np.float32)
+        self._no_rewards = np.zeros((num_copies, num_agents))
+        self._no_ends = np.zeros(num_copies, dtype=bool)
+
+    def observation_space(self, agent: str) -> spaces.Box:
+        return self._observation_space
+
+    def action_space(self, agent: str) -> spaces.Discrete:
+        return self._action_space
+
+    def reset_copies(self, copies: np.ndarray, seeds: Sequence[int | None]) -> None:
+        """Same draws per copy as one env: agent positions, then landmark positions."""
+        for copy, seed in zip(np.asarray(copies).tolist(), seeds):
+            if seed is not None:
+                self._generators[copy] = seeded_generator(seed)
+            rng = self._generators[copy]
+            self.agent_positions[copy] = rng.uniform(-AGENT_SPAWN_RANGE, AGENT_SPAWN_RANGE, (self.num_agents, 2))
+            self.landmark_positions[copy] = rng.uniform(
+                -LANDMARK_SPAWN_RANGE, LANDMARK_SPAWN_RANGE, (self.num_landmarks, 2)
+            )
+        self.agent_velocities[copies] = 0.0
+        self.steps_taken[copies] = 0
+        self._observe(copies)
+
+    def step_copies(self, actions: np.ndarray, active: np.ndarray):
+        """MPE's damped Euler step for every agent of the active copies."""
+        if not active.all():
+            return self._step_some(actions, active)
+        velocities = self.agent_velocities
+        velocities *= 1.0 - DAMPING
+        velocities += self._velocity_change_per_action[actions]
+        self.agent_positions += velocities * TIMESTEP
+        self.steps_taken += 1
+        distances = self._observe(slice(None))
+        truncated = self.steps_taken >= self.params.max_steps
+        return -self.params.reward_scale * distances, self._no_ends, truncated
+
+    def _step_some(self, actions: np.ndarray, active: np.ndarray):
+        copies = np.flatnonzero(active)
+        velocities = self.agent_velocities[copies] * (1.0 - DAMPING)
+        velocities += self._velocity_change_per_action[actions[copies]]
+        self.agent_velocities[copies] = velocities
+        self.agent_positions[copies] += velocities * TIMESTEP
+        self.steps_taken[copies] += 1
+        rewards = np.zeros((self.num_copies, self.num_agents))
+        rewards[copies] = -self.params.reward_scale * self._observe(copies)
+        truncated = np.zeros(self.num_copies, dtype=bool)
+        truncated[copies] = self.steps_taken[copies] >= self.params.max_steps
+        return rewards, self._no_ends, truncated
+
+    def observations(self) -> np.ndarray:
+        return self._observations
+
+    def _observe(self, copies) -> np.ndarray:
+        """Writes the observations of ``copies``; returns each agent's own-landmark distance there."""
+        positions = self.agent_positions[copies]
+        landmark_offsets = self.landmark_positions[copies][:, None, :, :] - positions[:, :, None, :]
+        observations = np.empty((*positions.shape[:2], self.obs_dim), dtype=np.float32)
+        observations[..., 0:2] = self.agent_velocities[copies]
+        observations[..., 2:4] = positions
+        observations[..., OWN_STATE_DIM:] = landmark_offsets.reshape(*positions.shape[:2], 2 * self.num_landmarks)
+        own_offsets = np.einsum("cnlk,nl->cnk", landmark_offsets, self._own_landmark_one_hot)
+        own_landmark_distances = np.sqrt(np.einsum("cnk,cnk->cn", own_offsets, own_offsets))
+        if self._agent_obs_permutation is not None:
+            observations = np.take_along_axis(observations, self._agent_obs_permutation[None], axis=2)
+        self._observations[copies] = observations
+        return own_landmark_distances
+
+
+class BlindParticleSpread(BatchedParallelEnv):
+    """Blind-particle Spread: typed agents seek their type's landmark without seeing which it is.
+
+    Observation (float32, 4 + 2L): own velocity, own position, then every landmark's position
+    relative to the agent, in landmark order. With ``shuffle_obs`` the vector is permuted by
+    a fixed per-type permutation (``obs_permutations[type]``: shuffled[k] = plain[perm[k]]).
+    Reward: -reward_scale x distance to the own type's landmark, per agent. Episodes end by
+    truncation after ``max_steps`` steps.
+    """
+
+    def __init__(
+        self,
+        preset: str | None = None,
+        agents_per_type: Sequence[int] | None = None,
+        shuffle_obs: bool | None = None,
+        max_steps: int = 50,
+        reward_scale: float = 0.5,
+        permutation_seed: int = 0,
+    ):
+        self.params = BPSParams.build(preset, agents_per_type, shuffle_obs, max_steps, reward_scale, permutation_seed)
+        super().__init__(functools.partial(BlindParticleSpreadBatch, self.params))
+        self.metadata = {"name": "blind_particle_spread_v0", "render_modes": []}
+        self.preset = self.params.preset
+        self.agents_per_type = self.params.agents_per_type
+        self.shuffle_obs = self.params.shuffle_obs
+        self.max_steps = self.params.max_steps
+        self.reward_scale = self.params.reward_scale
+        self.permutation_seed = self.params.permutation_seed
+        self.num_types = self.num_landmarks = self.core.num_types
+        self.obs_dim = self.core.obs_dim
+        self.obs_permutations = self.core.obs_permutations
 
     @classmethod
     def from_config(cls, env_config: Mapping[str, Any]) -> "BlindParticleSpread":
@@ -211,85 +309,15 @@ class BlindParticleSpread(TypedParallelEnv):
         check_keys(ENV_NAME, env_config, CONFIG_KEYS)
         return cls(**dict(env_config))
 
-    def observation_space(self, agent: str) -> spaces.Box:
-        return self._observation_spaces[agent]
+    # The single copy's world, for tests and plots.
+    @property
+    def agent_positions(self) -> np.ndarray:
+        return self.core.agent_positions[0]
 
-    def action_space(self, agent: str) -> spaces.Discrete:
-        return self._action_spaces[agent]
+    @property
+    def agent_velocities(self) -> np.ndarray:
+        return self.core.agent_velocities[0]
 
-    def reset(self, seed: int | None = None, options: dict | None = None):
-        """Starts an episode; ``seed`` reseeds the env's own generator (same seed, same episode)."""
-        if seed is not None:
-            self._rng = np.random.default_rng(seed)
-        num_agents = len(self.possible_agents)
-        self.agent_positions = self._rng.uniform(
-            -AGENT_SPAWN_RANGE, AGENT_SPAWN_RANGE, (num_agents, 2)
-        )
-        self.landmark_positions = self._rng.uniform(
-            -LANDMARK_SPAWN_RANGE, LANDMARK_SPAWN_RANGE, (self.num_landmarks, 2)
-        )
-        self.agent_velocities = np.zeros((num_agents, 2))
-        self._steps_taken = 0
-        self.agents = list(self.possible_agents)
-        observations, _ = self._observe()
-        return dict(zip(self.agents, observations)), {agent: {} for agent in self.agents}
-
-    def step(self, actions: Mapping[str, Any]):
-        """Moves every agent by MPE's damped Euler step and returns per-agent results."""
-        agents = self.agents
-        if not agents:
-            raise RuntimeError(
-                f"{ENV_NAME}: step() called with no episode running; call reset() first."
-            )
-        try:
-            action_indices = np.fromiter(
-                (actions[agent] for agent in agents), dtype=np.intp, count=len(agents)
-            )
-        except KeyError as missing:
-            raise ValueError(f"{ENV_NAME}: no action given for live agent {missing}.") from None
-        if action_indices.min() < 0 or action_indices.max() >= NUM_ACTIONS:
-            raise ValueError(
-                f"{ENV_NAME}: actions must be in [0, {NUM_ACTIONS - 1}], "
-                f"got {action_indices.tolist()}."
-            )
-
-        velocities = self.agent_velocities * (1.0 - DAMPING)
-        velocities += self._velocity_change_per_action[action_indices]
-        self.agent_velocities = velocities
-        self.agent_positions = self.agent_positions + velocities * TIMESTEP
-        self._steps_taken += 1
-
-        observations, own_landmark_distances = self._observe()
-        rewards = (-self.reward_scale * own_landmark_distances).tolist()
-        truncated = self._steps_taken >= self.max_steps
-        results = (
-            dict(zip(agents, observations)),
-            dict(zip(agents, rewards)),
-            dict.fromkeys(agents, False),
-            dict.fromkeys(agents, truncated),
-            {agent: {} for agent in agents},
-        )
-        if truncated:
-            self.agents = []
-        return results
-
-    def _observe(self) -> tuple[np.ndarray, np.ndarray]:
-        """All observations as one (N, D) float32 array, and each agent's own-landmark distance."""
-        positions = self.agent_positions
-        num_agents = len(positions)
-        landmark_offsets = self.landmark_positions[None, :, :] - positions[:, None, :]
-        observations = np.empty((num_agents, self.obs_dim), dtype=np.float32)
-        observations[:, 0:2] = self.agent_velocities
-        observations[:, 2:4] = positions
-        observations[:, OWN_STATE_DIM:] = landmark_offsets.reshape(num_agents, -1)
-        own_offsets = landmark_offsets[self._agent_rows, self._agent_type_index]
-        own_landmark_distances = np.sqrt(np.einsum("ij,ij->i", own_offsets, own_offsets))
-        if self._agent_obs_permutation is not None:
-            observations = observations[self._agent_rows_column, self._agent_obs_permutation]
-        return observations, own_landmark_distances
-
-    def render(self):
-        raise NotImplementedError(f"{ENV_NAME} has no render modes.")
-
-    def close(self):
-        pass
+    @property
+    def landmark_positions(self) -> np.ndarray:
+        return self.core.landmark_positions[0]

@@ -8,16 +8,17 @@ from the observation's last column, so an env copy whose agents all act every st
 shown to RLlib as N independent sub-envs ("slots") of a ``gymnasium.vector.VectorEnv``,
 sampled by RLlib's leaner ``SingleAgentEnvRunner``:
 
-- ``SlotVectorEnv``: ``E`` copies of a PettingZoo ``ParallelEnv`` with ``N`` agents as
-  ``E * N`` sub-envs; sub-env ``c * N + i`` is agent ``i`` (``possible_agents`` order, the
-  module's row ``i``) of copy ``c``. Observations have the layout of the multi-agent path's
+- ``SlotVectorEnv``: ``E`` copies of a multi-agent env with ``N`` agents as ``E * N``
+  sub-envs; sub-env ``c * N + i`` is agent ``i`` (the module's row ``i``) of copy ``c``.
+  This package's envs are ``BatchedEnv``s (``rllib_adaps.envs.batched``) and step all copies
+  in one array call; any other PettingZoo ``ParallelEnv`` runs as ``ParallelEnvCopies``, one
+  ``step()`` per copy. Observations have the layout of the multi-agent path's
   ``AgentIndexObservations``: zero-padded to the largest observation size, then the agent
   index as a float. The action space is ``Discrete(largest)`` per slot (the batched
   ``action_space`` is a ``MultiDiscrete`` with each agent's own size, so random actions stay
   valid); the module masks the logits of actions an agent lacks, as on the multi-agent path.
   All slots of a copy end together and are reset together on the next ``step()``
-  (gymnasium's next-step autoreset, which RLlib's EnvRunner expects). Arrays are filled with
-  numpy per env copy; there is no Python loop over agents.
+  (gymnasium's next-step autoreset, which RLlib's EnvRunner expects).
 - ``FastPathEnvRunner``: RLlib's ``SingleAgentEnvRunner`` with budgets and metrics in env
   steps of the parallel env, so a config means the same on both paths:
   ``sample(num_timesteps=T)`` samples ``T`` env steps (``T * N`` slot steps),
@@ -89,6 +90,7 @@ from ray.rllib.utils.metrics import (
 )
 from ray.tune.registry import ENV_CREATOR, _global_registry
 
+from rllib_adaps.envs.batched import BatchedEnv, BatchedParallelEnv
 from rllib_adaps.rllib.connectors import padded_index_space
 from rllib_adaps.rllib.module_ids import FAST_PATH_MODULE_ID
 
@@ -127,82 +129,157 @@ def _getter(keys: Sequence[str]) -> Callable[[dict], tuple]:
     return operator.itemgetter(*keys)
 
 
-class SlotVectorEnv(gym.vector.VectorEnv):
-    """``E`` copies of a ``ParallelEnv`` with ``N`` agents as one vector env of ``E * N`` slots.
+class ParallelEnvCopies(BatchedEnv):
+    """Copies of any PettingZoo ``ParallelEnv`` behind the ``BatchedEnv`` interface.
 
-    Slot ``c * N + i`` is agent ``agent_ids[i]`` of copy ``c``. ``reset(seed=s)`` seeds copy
-    ``c`` with ``s + c`` (as RLlib's multi-agent vector env does). A copy whose agents all
-    ended (terminated or truncated) is reset on the next ``step()``: its slots then return the
-    reset observations, reward 0 and no termination (``AutoresetMode.NEXT_STEP``), and their
-    actions are ignored. An agent that ends alone, or an observation missing for an agent, is a
-    ``FastPathError`` (such envs need the multi-agent path).
+    The general route, for envs that cannot step their copies at once (third-party envs):
+    one ``step()`` per copy. Observations are zero-padded to the largest size; agents are
+    ``agent_ids`` in that order. An agent that ends alone, or an observation missing for an
+    agent, is a ``FastPathError`` (such envs need the multi-agent path).
     """
-
-    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, envs: Sequence[ParallelEnv], agent_ids: Optional[Sequence[str]] = None):
         if not envs:
             raise ValueError("SlotVectorEnv needs at least one env copy.")
         self.envs: List[ParallelEnv] = list(envs)
         first = self.envs[0]
-        self.agent_ids: List[str] = list(agent_ids if agent_ids is not None else first.possible_agents)
+        self.name = type(first.unwrapped).__name__
+        self.possible_agents = list(agent_ids if agent_ids is not None else first.possible_agents)
         self.num_copies = len(self.envs)
-        self.num_agents = n = len(self.agent_ids)
-        self.num_envs = self.num_copies * n
-        obs_spaces = [first.observation_space(a) for a in self.agent_ids]
-        for agent, space in zip(self.agent_ids, obs_spaces):
-            if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
-                raise ValueError(f"Agent {agent!r} has observation space {space}; the fast path needs flat Box observations.")
-        self.obs_sizes = [int(s.shape[0]) for s in obs_spaces]
-        self.obs_dim = max(self.obs_sizes)
-        self.action_sizes = [int(first.action_space(a).n) for a in self.agent_ids]
-        self.single_observation_space = padded_index_space(obs_spaces, self.obs_dim, n)
-        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self.single_action_space = gym.spaces.Discrete(max(self.action_sizes))
-        self.action_space = gym.spaces.MultiDiscrete(np.tile(self.action_sizes, self.num_copies))
-        self.render_mode = None
-
-        self._all = _getter(self.agent_ids)
+        self.num_agents = len(self.possible_agents)
+        self.true_agent_types = getattr(first.unwrapped, "true_agent_types", None)
+        sizes = [int(first.observation_space(a).shape[0]) for a in self.possible_agents]
+        self._all = _getter(self.possible_agents)
         # One (getter, rows, size) per distinct observation size: one stacked write each.
         by_size: Dict[int, List[int]] = defaultdict(list)
-        for i, size in enumerate(self.obs_sizes):
+        for i, size in enumerate(sizes):
             by_size[size].append(i)
-        self._obs_groups = [(_getter([self.agent_ids[i] for i in rows]), np.asarray(rows), size)
+        self._obs_groups = [(_getter([self.possible_agents[i] for i in rows]), np.asarray(rows), size)
                             for size, rows in by_size.items()]
-        self._single_group = len(self._obs_groups) == 1
-        shape = (self.num_copies, n)
-        self._obs = np.zeros((*shape, self.obs_dim + 1), np.float32)
-        self._obs[..., -1] = np.arange(n, dtype=np.float32)
-        self._rewards = np.zeros(shape, np.float64)
-        self._terminated = np.zeros(shape, bool)
-        self._truncated = np.zeros(shape, bool)
-        self._autoreset = np.zeros(self.num_copies, bool)
+        shape = (self.num_copies, self.num_agents)
+        self._obs = np.zeros((*shape, max(sizes)), np.float32)
+        self._infos: List[dict] = [{} for _ in self.envs]
 
-    @property
-    def true_agent_types(self) -> Optional[Dict[str, int]]:
-        """Ground-truth agent types of the wrapped env, if it has them (evaluation only)."""
-        return getattr(self.envs[0].unwrapped, "true_agent_types", None)
+    def observation_space(self, agent: str) -> gym.Space:
+        return self.envs[0].observation_space(agent)
 
-    # ------------------------------------------------------------------ filling arrays
+    def action_space(self, agent: str) -> gym.Space:
+        return self.envs[0].action_space(agent)
+
     def _write_obs(self, copy: int, observations: dict) -> None:
         if len(observations) != self.num_agents:
-            missing = sorted(set(self.agent_ids) - set(observations))
+            missing = sorted(set(self.possible_agents) - set(observations))
             raise FastPathError(
                 f"The env returned observations for {len(observations)} of its {self.num_agents} agents (missing: "
                 f"{missing[:5]}); the fast path needs every agent to act every step. Use configure_sharing(..., "
                 "fast_path=False) for envs whose agents come and go or act in turns."
             )
         row = self._obs[copy]
-        if self._single_group:
-            getter, _, size = self._obs_groups[0]
-            row[:, :size] = getter(observations)
-        else:
-            for getter, rows, size in self._obs_groups:
-                row[rows, :size] = getter(observations)
+        for getter, rows, size in self._obs_groups:
+            row[rows, :size] = getter(observations)
 
-    def _infos(self, per_copy: List[dict]) -> dict:
+    def reset_copies(self, copies, seeds) -> None:
+        for copy, seed in zip(np.asarray(copies).tolist(), seeds):
+            observations, self._infos[copy] = self.envs[copy].reset(seed=seed)
+            self._write_obs(copy, observations)
+
+    def step_copies(self, actions, active):
+        rewards = np.zeros((self.num_copies, self.num_agents))
+        terminated = np.zeros((self.num_copies, self.num_agents), bool)
+        truncated = np.zeros((self.num_copies, self.num_agents), bool)
+        for copy in np.flatnonzero(active).tolist():
+            env = self.envs[copy]
+            observations, rewards_c, term_c, trunc_c, self._infos[copy] = env.step(
+                dict(zip(self.possible_agents, actions[copy])))
+            try:
+                rewards[copy], terminated[copy], truncated[copy] = self._all(rewards_c), self._all(term_c), self._all(trunc_c)
+            except KeyError as missing:
+                raise FastPathError(
+                    f"The env returned no reward or end flag for agent {missing}; the fast path needs every agent to "
+                    "act every step. Use configure_sharing(..., fast_path=False) for this env."
+                ) from None
+            self._write_obs(copy, observations)
+        ended = terminated | truncated
+        any_ended, all_ended = ended.any(axis=1), ended.all(axis=1)
+        if (any_ended != all_ended).any():
+            copy = int(np.argmax(any_ended != all_ended))
+            gone = [a for a, e in zip(self.possible_agents, ended[copy]) if e]
+            raise FastPathError(
+                f"Agents {gone[:5]} ended their episode while others went on; the fast path needs all agents of an env to "
+                "end together. Use configure_sharing(..., fast_path=False) for envs whose agents come and go."
+            )
+        return rewards, terminated, truncated
+
+    def observations(self) -> np.ndarray:
+        return self._obs
+
+    def infos(self) -> List[dict]:
+        return self._infos
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+class SlotVectorEnv(gym.vector.VectorEnv):
+    """``E`` copies of a multi-agent env with ``N`` agents as one vector env of ``E * N`` slots.
+
+    Built on a ``BatchedEnv`` (all copies stepped in one call, as this package's envs do) or
+    on a list of ``ParallelEnv`` copies (stepped one by one, through ``ParallelEnvCopies``).
+    Slot ``c * N + i`` is agent ``agent_ids[i]`` of copy ``c``. ``reset(seed=s)`` seeds copy
+    ``c`` with ``s + c`` (as RLlib's multi-agent vector env does). A copy whose agents all
+    ended (terminated or truncated) is reset on the next ``step()``: its slots then return the
+    reset observations, reward 0 and no termination (``AutoresetMode.NEXT_STEP``), and their
+    actions are ignored.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, envs: BatchedEnv | Sequence[ParallelEnv], agent_ids: Optional[Sequence[str]] = None):
+        self.core: BatchedEnv = envs if isinstance(envs, BatchedEnv) else ParallelEnvCopies(envs, agent_ids)
+        core = self.core
+        self.agent_ids: List[str] = list(agent_ids if agent_ids is not None else core.possible_agents)
+        if sorted(self.agent_ids) != sorted(core.possible_agents):
+            raise ValueError(f"agent_ids {self.agent_ids[:5]}... are not the env's agents {core.possible_agents[:5]}...")
+        #: Core row of each slot's agent (None: the same order).
+        rows = [core.possible_agents.index(agent) for agent in self.agent_ids]
+        self._rows = None if rows == list(range(len(rows))) else np.asarray(rows)
+        self.num_copies = core.num_copies
+        self.num_agents = n = len(self.agent_ids)
+        self.num_envs = self.num_copies * n
+        obs_spaces = [core.observation_space(a) for a in self.agent_ids]
+        for agent, space in zip(self.agent_ids, obs_spaces):
+            if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+                raise ValueError(f"Agent {agent!r} has observation space {space}; the fast path needs flat Box observations.")
+        self.obs_sizes = [int(s.shape[0]) for s in obs_spaces]
+        self.obs_dim = max(self.obs_sizes)
+        self.action_sizes = [int(core.action_space(a).n) for a in self.agent_ids]
+        self.single_observation_space = padded_index_space(obs_spaces, self.obs_dim, n)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.single_action_space = gym.spaces.Discrete(max(self.action_sizes))
+        self.action_space = gym.spaces.MultiDiscrete(np.tile(self.action_sizes, self.num_copies))
+        self.render_mode = None
+
+        self._obs = np.zeros((self.num_copies, n, self.obs_dim + 1), np.float32)
+        self._obs[..., -1] = np.arange(n, dtype=np.float32)
+        self._all_copies = np.arange(self.num_copies)
+        self._autoreset = np.zeros(self.num_copies, bool)
+        self._core_actions = np.zeros((self.num_copies, n), np.int64)
+
+    @property
+    def true_agent_types(self) -> Optional[Dict[str, int]]:
+        """Ground-truth agent types of the wrapped env, if it has them (evaluation only)."""
+        return self.core.true_agent_types
+
+    def _observations(self) -> np.ndarray:
+        observations = self.core.observations()
+        self._obs[..., : observations.shape[-1]] = observations if self._rows is None else observations[:, self._rows]
+        return self._obs.reshape(self.num_envs, -1).copy()
+
+    def _infos(self) -> dict:
         """gymnasium's vector infos (``key`` -> per-slot values, ``_key`` -> which slots have it)."""
-        if not any(any(infos.values()) for infos in per_copy if infos):
+        per_copy = self.core.infos()
+        if not per_copy or not any(any(infos.values()) for infos in per_copy if infos):
             return {}
         out: dict = {}
         for c, infos in enumerate(per_copy):
@@ -223,57 +300,41 @@ class SlotVectorEnv(gym.vector.VectorEnv):
             seeds = list(seed)
             if len(seeds) != self.num_copies:
                 raise ValueError(f"reset() got {len(seeds)} seeds for {self.num_copies} env copies.")
-        infos = []
-        for c, env in enumerate(self.envs):
-            observations, info = env.reset(seed=seeds[c], options=options)
-            self._write_obs(c, observations)
-            infos.append(info)
+        self.core.reset_copies(self._all_copies, seeds)
         self._autoreset[:] = False
-        return self._obs.reshape(self.num_envs, -1).copy(), self._infos(infos)
+        return self._observations(), self._infos()
 
     def step(self, actions):
         actions = np.asarray(actions).reshape(self.num_copies, self.num_agents)
-        infos = []
-        for c, env in enumerate(self.envs):
-            if self._autoreset[c]:
-                observations, info = env.reset()
-                self._rewards[c] = 0.0
-                self._terminated[c] = False
-                self._truncated[c] = False
-            else:
-                observations, rewards, terminated, truncated, info = env.step(dict(zip(self.agent_ids, actions[c])))
-                try:
-                    self._rewards[c] = self._all(rewards)
-                    self._terminated[c] = self._all(terminated)
-                    self._truncated[c] = self._all(truncated)
-                except KeyError as missing:
-                    raise FastPathError(
-                        f"The env returned no reward or end flag for agent {missing}; the fast path needs every agent to "
-                        "act every step. Use configure_sharing(..., fast_path=False) for this env."
-                    ) from None
-            self._write_obs(c, observations)
-            infos.append(info)
-        ended = self._terminated | self._truncated
-        any_ended, all_ended = ended.any(axis=1), ended.all(axis=1)
-        if (any_ended != all_ended).any():
-            copy = int(np.argmax(any_ended != all_ended))
-            gone = [a for a, e in zip(self.agent_ids, ended[copy]) if e]
-            raise FastPathError(
-                f"Agents {gone[:5]} ended their episode while others went on; the fast path needs all agents of an env to "
-                "end together. Use configure_sharing(..., fast_path=False) for envs whose agents come and go."
-            )
-        self._autoreset = all_ended
+        if self._rows is None:
+            core_actions = actions
+        else:
+            core_actions = self._core_actions
+            core_actions[:, self._rows] = actions
+        restarting = self._autoreset
+        rewards, terminated, truncated = self.core.step_copies(core_actions, ~restarting)
+        if restarting.any():
+            self.core.reset_copies(np.flatnonzero(restarting), [None] * int(restarting.sum()))
+        n = self.num_agents
+        if terminated.ndim == 1:  # per copy: every agent of a copy ends with it
+            self._autoreset = terminated | truncated
+            terminated, truncated = np.repeat(terminated, n), np.repeat(truncated, n)
+        else:
+            self._autoreset = (terminated | truncated).all(axis=1)
+            if self._rows is not None:
+                terminated, truncated = terminated[:, self._rows], truncated[:, self._rows]
+        if self._rows is not None:
+            rewards = rewards[:, self._rows]
         return (
-            self._obs.reshape(self.num_envs, -1).copy(),
-            self._rewards.reshape(-1).copy(),
-            self._terminated.reshape(-1).copy(),
-            self._truncated.reshape(-1).copy(),
-            self._infos(infos),
+            self._observations(),
+            rewards.reshape(-1).astype(np.float64, copy=True),
+            terminated.reshape(-1).copy(),
+            truncated.reshape(-1).copy(),
+            self._infos(),
         )
 
     def close_extras(self, **kwargs) -> None:
-        for env in self.envs:
-            env.close()
+        self.core.close()
 
 
 # --------------------------------------------------------------------------- connectors
@@ -358,13 +419,21 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
             if not _global_registry.contains(ENV_CREATOR, creator):
                 raise ValueError(f"The fast path needs an env registered with ray.tune.register_env(); '{creator}' is not.")
             creator = _global_registry.get(ENV_CREATOR, creator)
-        copies = []
-        for _ in range(self.config.num_envs_per_env_runner):
+        num_copies = self.config.num_envs_per_env_runner
+
+        def parallel_env() -> ParallelEnv:
             env = creator(env_ctx)
             par_env = parallel_env_of(env)
             if par_env is None:
                 raise TypeError(f"The fast path needs a PettingZoo ParallelEnv (or a plain wrapper of one), got {type(env).__name__}.")
-            copies.append(par_env)
+            return par_env
+
+        first = parallel_env()
+        if isinstance(first, BatchedParallelEnv):  # this package's envs: all copies in one array step
+            copies = first.make_batched(num_copies)
+            first.close()
+        else:
+            copies = [first] + [parallel_env() for _ in range(num_copies - 1)]
         self.env = DictInfoToList(SlotVectorEnv(copies, self.agent_ids))
         self.num_envs = self.env.num_envs
         self._needs_initial_reset = True
