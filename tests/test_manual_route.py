@@ -176,3 +176,64 @@ def test_an_option_of_another_method_is_refused_before_training(ray_local):
     message, and RLlib then fails to read the spaces of the dead actor)."""
     with pytest.raises(ValueError, match="'pruning_rate'\\] is not an option of sharing method 'adaps'"):
         manual_config(AdaPSModule, {"pruning_rate": 0.3}, num_env_runners=0).build_algo()
+
+
+# --- seeds: every random part follows the run's seed unless an option fixes it ---------------
+def test_derived_seeds_are_per_part_and_fixed_seeds_stay():
+    from rllib_adaps.methods import SharingSpec
+    from rllib_adaps.methods.base import derive_seed
+
+    assert derive_seed(3, "seed") == derive_seed(3, "seed") != derive_seed(4, "seed")
+    assert derive_seed(3, "seed") != derive_seed(3, "mask_seed")
+    open_spec = SharingSpec.build("adaps")
+    assert open_spec.options.resolved_seeds() == {"seed": None, "mask_seed": None}
+    assert open_spec.with_run_seed(3).options.resolved_seeds() == {"seed": derive_seed(3, "seed"), "mask_seed": derive_seed(3, "mask_seed")}
+    fixed = SharingSpec.build("adaps", {"mask_seed": 11}).with_run_seed(3)
+    assert fixed.options.resolved_seeds() == {"seed": derive_seed(3, "seed"), "mask_seed": 11}
+
+
+def test_snp_masks_follow_the_run_seed_on_every_copy(ray_local):
+    """Two run seeds, two mask sets; each equals the masks drawn from the seed derived from it,
+    on the Learner and on a remote EnvRunner."""
+    from rllib_adaps.methods.base import derive_seed
+
+    installed = {}
+    for run_seed in (0, 1):
+        algo = manual_config(ParameterSharingModule, {"sharing_method": "snp"}).debugging(seed=run_seed).build_algo()
+        try:
+            algo.train()
+            expected = np.concatenate(random_pruning_masks(sum(TYPES), HIDDEN, 0.5, derive_seed(run_seed, "mask_seed")), axis=1) > 0
+            copies = (foreach_learner(algo, module_facts)[0],
+                      algo.env_runner_group.foreach_env_runner(module_facts, local_env_runner=False)[0])
+            for facts in copies:
+                np.testing.assert_array_equal(facts["mask_table"][1:], expected)
+            installed[run_seed] = copies[0]["mask_table"]
+        finally:
+            algo.stop()
+    assert not np.array_equal(installed[0], installed[1])
+
+
+def test_adaps_vae_kmeans_and_mapping_network_follow_the_run_seed(ray_local):
+    from rllib_adaps.methods.base import derive_seed
+
+    fits = []
+    original = callback_module.fit_identities
+
+    def recording_fit(*args, **kwargs):
+        fits.append({"kwargs": kwargs, "result": original(*args, **kwargs)})
+        return fits[-1]["result"]
+
+    callback_module.fit_identities = recording_fit
+    options = {"identity_env_steps": 100, "min_transitions_per_agent": 50, "num_clusters": 3, "vae": VAE}
+    algo = manual_config(AdaPSModule, options).debugging(seed=5).build_algo()
+    try:
+        result = algo.train()
+        (fit,) = fits
+        assert fit["kwargs"]["seed"] == derive_seed(5, "seed")
+        seeds = result["identity_pretraining"]["seeds"]
+        assert seeds == {"seed": derive_seed(5, "seed"), "mask_seed": derive_seed(5, "mask_seed")}
+        expected = np.concatenate(cluster_masks(fit["result"].centres, HIDDEN, seed=seeds["mask_seed"]), axis=1) > 0
+        np.testing.assert_array_equal(foreach_learner(algo, module_facts)[0]["mask_table"][1:4], expected)
+    finally:
+        callback_module.fit_identities = original
+        algo.stop()

@@ -6,7 +6,7 @@ k); ``agent_mask`` points each agent at its cluster's row.
 """
 
 import dataclasses
-from typing import Sequence
+from typing import ClassVar, Optional, Sequence
 
 import numpy as np
 
@@ -19,8 +19,10 @@ from rllib_adaps.methods.base import InstallPlan, PretrainingOptions, SharingMet
 @dataclasses.dataclass(frozen=True)
 class AdaPSOptions(PretrainingOptions):
     mask_threshold: float = 0.2  # lambda: a neuron is kept where sigmoid(f_m(z_k)) > lambda
-    mask_seed: int = 0  # seed of the fixed random mapping network f_m
+    mask_seed: Optional[int] = None  # seed of the fixed random mapping network f_m; None: from the run's seed
     masked_networks: Sequence[str] = MASKABLE_NETWORKS
+
+    SEED_FIELDS: ClassVar[tuple] = ("seed", "mask_seed")
 
     def __post_init__(self):
         super().__post_init__()
@@ -30,7 +32,7 @@ class AdaPSOptions(PretrainingOptions):
             check_threshold(self.mask_threshold)
         except ValueError as err:
             raise SharingOptionError(f"mask_threshold: {err}") from None
-        _check_int(self, "mask_seed", 0)
+        _check_int(self, "mask_seed", 0, allow_none=True)
         _check_masked_networks(self)
 
 
@@ -46,7 +48,7 @@ class AdaPS(SharingMethod):
                             masked_networks=tuple(self.options.masked_networks))
 
     def plan_install(self, fit, agent_slice, hidden_sizes):
-        layers = cluster_masks(fit.centres, hidden_sizes, self.options.mask_threshold, self.options.mask_seed)
+        layers = cluster_masks(fit.centres, hidden_sizes, self.options.mask_threshold, self.resolved("mask_seed"))
         rows = np.concatenate([np.ones((1, sum(hidden_sizes)), np.float32), np.concatenate(layers, axis=1)])
         labels = np.asarray(fit.labels)
         return InstallPlan(agent_cluster=labels, mask_table=rows, agent_mask=labels + 1)

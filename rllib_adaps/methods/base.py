@@ -9,6 +9,7 @@ methods that pre-train identities, which routing tables and slice copies a fit t
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from typing import Any, ClassVar, List, Optional, Sequence
 
 import numpy as np
@@ -35,9 +36,29 @@ def _check_masked_networks(options) -> None:
         raise SharingOptionError(f"masked_networks must be a non-empty subset of {MASKABLE_NETWORKS}, got {list(options.masked_networks)}.")
 
 
+def derive_seed(run_seed: int, part: str) -> int:
+    """The seed of one random part (``"seed"``, ``"mask_seed"``) of a run seeded ``run_seed``.
+
+    Each part gets its own stream, so that fixing one part does not move the others.
+    """
+    return int(np.random.SeedSequence([int(run_seed), zlib.crc32(part.encode())]).generate_state(1)[0])
+
+
 @dataclasses.dataclass(frozen=True)
 class MethodOptions:
     """Options of a method without options of its own (FuPS, FuPS+id, NoPS)."""
+
+    #: Options that seed a random part of the method; None (the default) derives it from the
+    #: run's seed (``with_run_seed``), an int fixes it.
+    SEED_FIELDS: ClassVar[tuple] = ()
+
+    def with_run_seed(self, run_seed: int) -> "MethodOptions":
+        """These options with every seed left open derived from ``run_seed``."""
+        open_seeds = {name: derive_seed(run_seed, name) for name in self.SEED_FIELDS if getattr(self, name) is None}
+        return dataclasses.replace(self, **open_seeds) if open_seeds else self
+
+    def resolved_seeds(self) -> dict:
+        return {name: getattr(self, name) for name in self.SEED_FIELDS}
 
     def check_agents(self, num_agents: int) -> None:
         """Checks that depend on the env's agents (known once the env is read)."""
@@ -55,8 +76,10 @@ class PretrainingOptions(MethodOptions):
     min_transitions_per_agent: int = DEFAULT_MIN_TRANSITIONS_PER_AGENT  # collect more until every agent has this many
     num_clusters: Optional[int] = None  # None: chosen automatically (silhouette over K = 2..N-1)
     recluster_every_env_steps: Optional[int] = None  # None: cluster once
-    seed: int = 0  # VAE and k-means
+    seed: Optional[int] = None  # VAE init and batches, k-means; None: derived from the run's seed
     vae: VAEOptions = VAEOptions()
+
+    SEED_FIELDS: ClassVar[tuple] = ("seed",)
 
     def __post_init__(self):
         _check_int(self, "shared_training_env_steps", 0)
@@ -64,7 +87,7 @@ class PretrainingOptions(MethodOptions):
             _check_int(self, name, 1)
         _check_int(self, "num_clusters", 1, allow_none=True)
         _check_int(self, "recluster_every_env_steps", 1, allow_none=True)
-        _check_int(self, "seed", 0)
+        _check_int(self, "seed", 0, allow_none=True)
 
     def check_agents(self, num_agents: int) -> None:
         if self.num_clusters is not None and self.num_clusters > num_agents:
@@ -90,7 +113,7 @@ class PretrainingOptions(MethodOptions):
 class InstallPlan:
     """Tables (and slice copies) that a fit turns into; identical for every copy of the module."""
 
-    agent_cluster: np.ndarray
+    agent_cluster: Optional[np.ndarray] = None
     agent_slice: Optional[np.ndarray] = None
     mask_table: Optional[np.ndarray] = None  # [rows, H] 0/1, row 0 all ones
     agent_mask: Optional[np.ndarray] = None
@@ -119,6 +142,17 @@ class SharingMethod:
     def layout(self, hidden_sizes: Sequence[int]) -> EngineLayout:
         """The engine's slices, id input and initial masks for this method."""
         return EngineLayout()
+
+    def resolved(self, seed_field: str) -> int:
+        """A seed option's value; one left open (the module is built before the run's seed is
+        known to it) stands at 0 until ``SharingCallback`` installs ``initial_plan`` or a fit
+        made with ``options.with_run_seed``."""
+        value = getattr(self.options, seed_field)
+        return 0 if value is None else value
+
+    def initial_plan(self, hidden_sizes: Sequence[int]) -> Optional["InstallPlan"]:
+        """Tables that depend on the run's seed, installed once the run starts (None: none)."""
+        return None
 
     def plan_install(self, fit: IdentityResult, agent_slice: np.ndarray, hidden_sizes: Sequence[int]) -> InstallPlan:
         """The tables a fit installs (methods that pre-train only)."""

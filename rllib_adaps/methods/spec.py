@@ -65,6 +65,10 @@ class SharingSpec:
         ``space_groups`` as in ``SharingMethod``."""
         return self.method_class(self.options, num_agents=num_agents, space_groups=space_groups)
 
+    def with_run_seed(self, run_seed: int) -> "SharingSpec":
+        """This spec with every seed option left open derived from the run's seed."""
+        return dataclasses.replace(self, options=self.options.with_run_seed(run_seed))
+
     def layout(self, num_agents: int, hidden_sizes: Sequence[int], space_groups: Optional[Sequence[int]] = None) -> EngineLayout:
         return self.for_agents(num_agents, space_groups).layout(hidden_sizes)
 

@@ -81,7 +81,10 @@ def collect_transitions(env_runner, *, num_env_steps: int) -> Dict[str, np.ndarr
 def _true_agent_types(env_runner) -> Optional[Dict[str, int]]:
     """The env's ground-truth agent types (evaluation only), on either path's vector env."""
     env = getattr(env_runner, "env", None)
-    envs = getattr(getattr(env, "unwrapped", env), "envs", None)
+    env = getattr(env, "unwrapped", env)
+    if hasattr(env, "true_agent_types"):  # the fast path's SlotVectorEnv
+        return env.true_agent_types
+    envs = getattr(env, "envs", None)
     if not envs:
         return None
     return getattr(envs[0].unwrapped, "true_agent_types", None)
@@ -148,12 +151,26 @@ class SharingCallback(RLlibCallback):
                              f"AdaPSModule) in the run; it has {len(ids)} ({ids}).")
         self.module_id = ids[0]
         facts = self._facts(algorithm)
-        self.agent_ids, self.spec = facts["agent_ids"], facts["spec"]
+        self.agent_ids = facts["agent_ids"]
+        self.spec = facts["spec"].with_run_seed(self._run_seed(algorithm))
         self.method = self.spec.for_agents(len(self.agent_ids))
+        initial = self.method.initial_plan(facts["hidden_sizes"])
+        if initial is not None:  # tables drawn from the run's seed (SNP-PS's masks)
+            self._install(algorithm, initial)
+            facts = self._facts(algorithm)
         self._read_tables(algorithm, facts)
         wrap_restores(algorithm, [self.module_id], self._read_tables)
         if self.method.pretrains and self.options.shared_training_env_steps == 0:
             before_first_training_step(algorithm, self._fit_at_start)
+
+    @staticmethod
+    def _run_seed(algorithm) -> int:
+        """``config.seed``; an unseeded run draws one here, once, on the driver (and logs it)."""
+        seed = algorithm.config.seed
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+            logger.info("sharing: the run has no config.seed; its masks, VAE and k-means use seeds derived from %d", seed)
+        return int(seed)
 
     def _fit_at_start(self, algorithm) -> None:
         if self._fit_at_env_step is None:  # not adopted from a restored checkpoint
@@ -349,6 +366,7 @@ class SharingCallback(RLlibCallback):
             "collect_seconds": collect_seconds,
             "fit_seconds": result.fit_seconds,
             "install_seconds": install_seconds,
+            "seeds": self.spec.options.resolved_seeds(),
         }
         summary["k_selection"] = selection
         return summary
