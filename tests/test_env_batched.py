@@ -87,3 +87,12 @@ def test_slot_vector_env_in_another_agent_order():
         actions = per_copy.action_space.sample()
         for left, right in zip(per_copy.step(actions), batched.step(actions)):
             np.testing.assert_equal(left, right)
+
+
+def test_observations_returned_are_not_overwritten_by_the_next_step():
+    env = make_parallel_env("bps", {"preset": "v1"})
+    observations, _ = env.reset(seed=0)
+    kept = {agent: value.copy() for agent, value in observations.items()}
+    env.step(dict.fromkeys(env.agents, 2))
+    for agent, value in observations.items():
+        np.testing.assert_array_equal(value, kept[agent])

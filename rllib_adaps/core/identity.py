@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 RECONSTRUCT_TARGETS = ("next_obs", "reward")
 IDENTITY_LEAK_MODES = ("reconstruct", "drop", "read")
 DEFAULT_MIN_TRANSITIONS_PER_AGENT = 100
+#: Minibatches per VAE epoch at most: a larger collection (many agents) gets larger batches,
+#: so that the fit's time stops growing with the number of agents (see ``train_identity_vae``).
+MAX_BATCHES_PER_EPOCH = 256
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,11 @@ def train_identity_vae(
     """Trains the VAE; returns the ``[N, z_dim]`` identity vectors and the last epoch's loss.
 
     Runs ``epochs`` epochs, or more if that is needed to take ``min_updates`` gradient steps
-    (a small collection otherwise leaves the encoder at its initialisation).
+    (a small collection otherwise leaves the encoder at its initialisation). An epoch has at
+    most ``MAX_BATCHES_PER_EPOCH`` minibatches (larger ones than ``batch_size`` when there are
+    more transitions): each agent's row of the encoder still sees all its transitions
+    ``epochs`` times, while the number of updates, and so the time, stops growing with the
+    number of agents.
 
     Inputs and targets are standardised per dimension, the decoder predicts the change of the
     observation (``next_obs - obs``, equivalent information, easier to fit), and the squared
@@ -240,6 +247,7 @@ def train_identity_vae(
         optimizer = torch.optim.Adam(vae.parameters(), lr=lr, foreach=True)
         generator = torch.Generator().manual_seed(seed)
         last_epoch_loss = float("nan")
+        batch_size = max(batch_size, int(np.ceil(n / MAX_BATCHES_PER_EPOCH)))
         batches_per_epoch = int(np.ceil(n / batch_size))
         split = target.shape[1]
         for _ in range(max(epochs, int(np.ceil(min_updates / batches_per_epoch)))):

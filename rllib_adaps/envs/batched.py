@@ -110,7 +110,7 @@ class BatchedParallelEnv(TypedParallelEnv):
         self.agents = list(self.possible_agents)
         infos = self.core.infos()
         infos = infos[0] if infos else {agent: {} for agent in self.agents}
-        return dict(zip(self.agents, self.core.observations()[0])), infos
+        return dict(zip(self.agents, self.core.observations()[0].copy())), infos
 
     def step(self, actions: Mapping[str, Any]):
         if not self.agents:
@@ -121,7 +121,7 @@ class BatchedParallelEnv(TypedParallelEnv):
         infos = self.core.infos()
         infos = infos[0] if infos else {agent: {} for agent in agents}
         results = (
-            dict(zip(agents, self.core.observations()[0])),
+            dict(zip(agents, self.core.observations()[0].copy())),  # the core reuses its arrays
             dict(zip(agents, rewards[0].tolist())),
             dict.fromkeys(agents, ended_by_term),
             dict.fromkeys(agents, ended_by_trunc),
