@@ -32,22 +32,43 @@ from k_criteria import K_CRITERIA  # noqa: E402 (bench/ is on sys.path when run 
 from rllib_adaps.core.clustering import cluster_identities
 from rllib_adaps.core.identity import fit_identities
 
+LBF = {"grid_size": 8, "foods": 3, "max_steps": 50}
+#: name -> (env, env_config, shuffle the agents' order). LBF layouts: which index holds which
+#: level (LBF shows each agent the others' levels in index order); "random*" are permutations.
 SCENARIOS = {
-    "bps_v1": ("bps", {"preset": "v1"}),
-    "bps_v2": ("bps", {"preset": "v2"}),
-    "bps_v4": ("bps", {"preset": "v4"}),
-    "bps_v6": ("bps", {"preset": "v6"}),
-    "lbf": ("lbf", {"levels": [1, 1, 2, 2, 3, 3], "grid_size": 8, "foods": 3, "max_steps": 50}),
-    "crware_tiny4": ("crware", {"task": "tiny-4ag", "max_steps": 500}),
-    "crware_small8": ("crware", {"task": "small-8ag", "max_steps": 500}),
-    "roles": ("roles", {}),
+    "lbf_112233": ("lbf", {**LBF, "levels": [1, 1, 2, 2, 3, 3]}, False),
+    "lbf_121233": ("lbf", {**LBF, "levels": [1, 2, 1, 2, 3, 3]}, False),
+    "lbf_123123": ("lbf", {**LBF, "levels": [1, 2, 3, 1, 2, 3]}, False),
+    "lbf_random1": ("lbf", {**LBF, "levels": [3, 1, 2, 1, 3, 2]}, False),
+    "lbf_random2": ("lbf", {**LBF, "levels": [2, 3, 1, 1, 2, 3]}, False),
+    "lbf_hidden": ("lbf", {**LBF, "levels": [1, 2, 3, 1, 2, 3], "observe_agent_levels": False}, False),
+    **{f"bps_{v}_shuffled": ("bps", {"preset": v}, True) for v in ("v1", "v2", "v3", "v4", "v5", "v6")},
+    "crware_tiny4": ("crware", {"task": "tiny-4ag", "max_steps": 500}, False),
+    "crware_small8": ("crware", {"task": "small-8ag", "max_steps": 500}, False),
+    "roles": ("roles", {}, False),
+    "mpe2_world_comm": ("mpe2:simple_world_comm_v3", {}, False),
+    "mpe2_tag": ("mpe2:simple_tag_v3", {}, False),
 }
+
+
+def make_env(env_name: str, env_config: dict):
+    """This package's env, or an mpe2 env (``mpe2:<module>``, types = role name prefixes)."""
+    if not env_name.startswith("mpe2:"):
+        return make_parallel_env(env_name, env_config)
+    import importlib
+
+    env = importlib.import_module(f"mpe2.{env_name.split(':')[1]}").parallel_env(max_cycles=25, **env_config)
+    roles = [agent.rsplit("_", 1)[0] for agent in env.possible_agents]
+    env.true_agent_types = {a: sorted(set(roles)).index(r) for a, r in zip(env.possible_agents, roles)}
+    return env
+
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results")
 
 
 def random_transitions(env_name: str, env_config: dict, env_steps: int, seed: int) -> dict:
     """``env_steps`` steps of uniformly random actions; observations zero-padded on the right."""
-    env = make_parallel_env(env_name, env_config)
+    env = make_env(env_name, env_config)
     agents = list(env.possible_agents)
     obs_sizes = np.array([int(np.prod(env.observation_space(a).shape)) for a in agents])
     action_sizes = np.array([env.action_space(a).n for a in agents])
@@ -79,7 +100,18 @@ def random_transitions(env_name: str, env_config: dict, env_steps: int, seed: in
     data = {k: np.concatenate(v) for k, v in parts.items()}
     data.update(obs_sizes=obs_sizes, action_sizes=action_sizes, num_actions=int(action_sizes.max()))
     data["types"] = np.array([env.true_agent_types[a] for a in agents])
+    data["own_features"] = getattr(env, "own_observation_features", None)
     return data
+
+
+def shuffle_agents(data: dict, seed: int) -> dict:
+    """The same transitions as if the env had listed its agents in a random order."""
+    order = np.random.default_rng(1000 + seed).permutation(len(data["types"]))  # new index of each agent
+    inverse = np.argsort(order)
+    shuffled = dict(data, agent_index=order[data["agent_index"]])
+    for key in ("types", "obs_sizes", "action_sizes"):
+        shuffled[key] = data[key][inverse]
+    return shuffled
 
 
 def fit(data: dict, seed: int, **kwargs):
@@ -90,7 +122,8 @@ def fit(data: dict, seed: int, **kwargs):
     if len(set(data["action_sizes"].tolist())) > 1:
         spaces["action_sizes"] = data["action_sizes"]
     return fit_identities(data["agent_index"], data["obs"], data["actions"], data["next_obs"], data["rewards"],
-                          num_agents=n, num_actions=data["num_actions"], seed=seed, **spaces, **kwargs)
+                          num_agents=n, num_actions=data["num_actions"], seed=seed, own_features=data.get("own_features"),
+                          **spaces, **kwargs)
 
 
 def main() -> None:

@@ -12,6 +12,10 @@ from rllib_adaps.rllib.fast_path import ParallelEnvCopies, SlotVectorEnv
 BATCHED_ENVS = [
     ("bps", {"preset": "v1", "max_steps": 7}),
     ("bps", {"preset": "v6", "max_steps": 5}),
+    ("lbf", {"levels": [1, 1, 2, 2, 3], "grid_size": 6, "foods": 2, "max_steps": 9}),
+    ("lbf", {"levels": [1, 2, 3, 1], "grid_size": 8, "foods": 3, "sight": 2, "max_steps": 6}),
+    ("crware", {"task": "tiny-4ag", "max_steps": 8}),
+    ("crware", {"size": "small", "n_agents": 6, "n_colours": 3, "max_steps": 6}),
 ]
 
 

@@ -300,3 +300,29 @@ def test_an_agent_id_in_the_observation_is_flagged_and_can_be_dropped(caplog):
         package_logger.removeHandler(caplog.handler)
     with pytest.raises(ValueError, match="identity_leaks must be one of"):
         VAEOptions(identity_leaks="ignore")
+
+
+# --- agent order ------------------------------------------------------------------------------
+@pytest.mark.parametrize("levels", [[1, 1, 2, 2, 3, 3], [1, 2, 3, 1, 2, 3], [3, 1, 2, 2, 1, 3]])
+def test_lbf_levels_recovered_in_any_agent_order(levels):
+    """LBF shows each agent the others' levels in index order; with the env's declared own
+    feature (the agent's own level) only that is reconstructed, so the layout does not matter."""
+    from rllib_adaps.envs import make_parallel_env
+
+    env_config = {"levels": levels, "grid_size": 8, "foods": 3}
+    data, truth, _, _ = env_transitions("lbf", env_config, 1000)
+    own = make_parallel_env("lbf", env_config).own_observation_features
+    assert own == (11,)
+    result = fit_identities(*data, num_agents=6, num_actions=6, own_features=own)
+    assert adjusted_rand_score(truth, result.labels) == 1.0
+
+
+def test_permuting_agent_indices_permutes_the_partition():
+    """The same transitions with the agents listed in another order give the same partition."""
+    data, truth, _, _ = env_transitions("bps", {"preset": "v1"}, 1000)
+    order = np.random.default_rng(3).permutation(15)  # new index of each agent
+    permuted = [order[data[0]], *data[1:]]
+    first = fit_identities(*data, num_agents=15, num_actions=5)
+    second = fit_identities(*permuted, num_agents=15, num_actions=5)
+    assert adjusted_rand_score(first.labels, second.labels[order]) == 1.0
+    assert adjusted_rand_score(truth, first.labels) == 1.0

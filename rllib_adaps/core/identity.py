@@ -218,7 +218,7 @@ def train_identity_vae(
         weights.append(per_dim)
         if own.any():  # their change is 0: reconstruct their value, which only z can give
             targets.append(_masked_standardise(next_obs[:, own], sample_real[:, own]))
-            weights.append(per_dim[:, own])
+            weights.append(sample_real[:, own].astype(np.float64))  # each a whole quantity, as the reward
     if "reward" in reconstruct:
         targets.append(_masked_standardise(rewards, np.ones_like(rewards, dtype=bool)))
         weights.append(np.ones((n, 1)))
@@ -335,6 +335,7 @@ def fit_identities(
     min_transitions_per_agent: int = DEFAULT_MIN_TRANSITIONS_PER_AGENT,
     select_k: KSelector = select_num_clusters,
     change_profile: bool = True,
+    own_features: Optional[Sequence[int]] = None,
 ) -> IdentityResult:
     """Identity vectors and clusters of ``num_agents`` agents from their transitions.
 
@@ -359,6 +360,13 @@ def fit_identities(
             The decoder reads only columns that are real for every agent and reconstructs each
             agent's own real columns: padding cannot tell it agents apart.
         action_sizes: per agent, the number of actions (None: all ``num_actions``).
+        own_features: observation columns that describe the agent itself, as the env declares
+            them (``own_observation_features``: an LBF agent's own level); None: not declared.
+            With ``identity_leaks="reconstruct"`` only these leaks are reconstructed and the
+            other leaks are dropped: a per-agent constant that is not the agent's own (LBF
+            shows the other agents' levels in index order) describes where the env put the
+            agent among the others, so reconstructing it would make the identities depend on
+            the agent order (``docs/results/identity_order.txt``).
         change_profile: also train the decoder to predict, without the observation, how much
             each observation feature changes after each action (see ``train_identity_vae``):
             needed where the observation reveals the type by itself (C-RWARE).
@@ -404,15 +412,24 @@ def fit_identities(
     leaks = identity_leak_features(agent_index, obs, next_obs)
     if leaks.all():
         leaks[:] = False  # nothing left to read: keep them all as inputs
+    leak_count = int(leaks.sum())
     identity_columns = None
+    dropped = leaks if vae.identity_leaks == "drop" else np.zeros_like(leaks)
     if leaks.any() and vae.identity_leaks == "reconstruct":
+        if own_features is not None:
+            own = np.zeros(width, bool)
+            own[[c for c in own_features if 0 <= c < width]] = True
+            dropped = leaks & ~own
+            leaks = leaks & own
         _warn_if_leaks_tell_every_agent_apart(agent_index, obs, leaks, num_agents)
-        identity_columns = leaks
-    elif leaks.any() and vae.identity_leaks == "drop":
+        identity_columns = leaks if leaks.any() else None
+    if dropped.any():
         real = np.arange(width)[None, :] < sizes[:, None]
-        sizes = (real & ~leaks[None, :]).sum(axis=1)  # a dropped column shortens every agent that has it
-        keep = np.argsort(leaks, kind="stable")[: int((~leaks).sum())]  # kept columns first, in order
+        sizes = (real & ~dropped[None, :]).sum(axis=1)  # a dropped column shortens every agent that has it
+        keep = np.argsort(dropped, kind="stable")[: int((~dropped).sum())]  # kept columns first, in order
         obs, next_obs = obs[:, keep], next_obs[:, keep]
+        if identity_columns is not None:
+            identity_columns = identity_columns[keep]
     identities, loss = train_identity_vae(
         agent_index, obs, acts, next_obs, rewards,
         num_agents=num_agents, num_actions=num_actions, z_dim=vae.z_dim, kl_weight=vae.kl_weight,
@@ -428,7 +445,7 @@ def fit_identities(
         num_clusters=clustering.num_clusters,
         vae_loss=loss,
         fit_seconds=time.perf_counter() - start,
-        identity_leaks=int(leaks.sum()),
+        identity_leaks=leak_count,
         k_selection=clustering.selection,
         space_groups=groups,
     )

@@ -75,5 +75,10 @@ class TypedParallelEnv(ParallelEnv):
 
     #: agent id -> ground-truth type index. Evaluation only: never read it in training.
     true_agent_types: dict[str, int]
+    #: Observation columns that describe the agent itself (its own constant properties, such as
+    #: an LBF agent's level), the same for every agent; None: not declared. Identity
+    #: pre-training reconstructs these and drops other per-agent constants
+    #: (``core.identity.fit_identities``).
+    own_observation_features: tuple[int, ...] | None = None
     # Each subclass also defines ``from_config(env_config) -> env``: the validated
     # constructor that the RLlib registry calls with ``config.env_config``.

@@ -34,6 +34,8 @@ class BatchedEnv(ABC):
     num_copies: int
     #: agent id -> ground-truth type (evaluation only).
     true_agent_types: dict[str, int]
+    #: As ``TypedParallelEnv.own_observation_features``.
+    own_observation_features: tuple[int, ...] | None = None
     #: Per-agent action that leaves the agent idle, used for agents missing from an action
     #: dict on the ParallelEnv view; None: a missing action is an error.
     idle_actions: np.ndarray | None = None
@@ -89,6 +91,7 @@ class BatchedParallelEnv(TypedParallelEnv):
         self.possible_agents = list(self.core.possible_agents)
         self.agents: list[str] = []
         self.true_agent_types = dict(self.core.true_agent_types)
+        self.own_observation_features = self.core.own_observation_features
         self.metadata = {"name": self.core.name, "render_modes": []}
         self.render_mode = None
         self._num_actions = np.array([self.core.action_space(a).n for a in self.possible_agents])

@@ -96,6 +96,7 @@ class UpstreamLevelForaging(TypedParallelEnv):
             agent: distinct_levels.index(level)
             for agent, level in zip(self.possible_agents, self.levels)
         }
+        self.own_observation_features = (3 * foods + 2,) if observe_agent_levels else ()
 
     @classmethod
     def from_params(cls, params: LBFParams) -> "UpstreamLevelForaging":

@@ -33,6 +33,11 @@ class OrderedParallelEnv(MultiAgentEnv):
         """Ground-truth agent types of the wrapped env, if it has them (evaluation only)."""
         return getattr(self.par_env, "true_agent_types", None)
 
+    @property
+    def own_observation_features(self) -> tuple[int, ...] | None:
+        """Observation columns the wrapped env declares as the agent's own (see ``TypedParallelEnv``)."""
+        return getattr(self.par_env, "own_observation_features", None)
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         obs, infos = self.par_env.reset(seed=seed, options=options)
         self.agents = list(self.par_env.agents)

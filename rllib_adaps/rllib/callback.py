@@ -78,16 +78,27 @@ def collect_transitions(env_runner, *, num_env_steps: int) -> Dict[str, np.ndarr
     return {name: values[order] for name, values in data.items()}
 
 
-def _true_agent_types(env_runner) -> Optional[Dict[str, int]]:
-    """The env's ground-truth agent types (evaluation only), on either path's vector env."""
+def _env_attribute(env_runner, name: str) -> Any:
+    """An attribute of the EnvRunner's env (None if it has none), on either path's vector env."""
     env = getattr(env_runner, "env", None)
     env = getattr(env, "unwrapped", env)
-    if hasattr(env, "true_agent_types"):  # the fast path's SlotVectorEnv
-        return env.true_agent_types
+    if hasattr(env, name):  # the fast path's SlotVectorEnv
+        return getattr(env, name)
     envs = getattr(env, "envs", None)
     if not envs:
         return None
-    return getattr(envs[0].unwrapped, "true_agent_types", None)
+    return getattr(envs[0].unwrapped, name, None)
+
+
+def _true_agent_types(env_runner) -> Optional[Dict[str, int]]:
+    """The env's ground-truth agent types (evaluation only)."""
+    return _env_attribute(env_runner, "true_agent_types")
+
+
+def _own_observation_features(env_runner) -> Optional[tuple]:
+    """The observation columns the env declares as each agent's own (``TypedParallelEnv``)."""
+    features = _env_attribute(env_runner, "own_observation_features")
+    return None if features is None else tuple(int(c) for c in features)
 
 
 def _module_facts(learner, module_id: str) -> dict:
@@ -246,7 +257,7 @@ class SharingCallback(RLlibCallback):
             data["agent_index"], data["obs"], data["actions"], data["next_obs"], data["rewards"],
             num_agents=len(self.agent_ids), num_actions=facts["num_actions"], num_clusters=opts.num_clusters,
             vae=opts.vae, seed=opts.seed, obs_sizes=facts["obs_sizes"], action_sizes=facts["action_sizes"],
-            min_transitions_per_agent=opts.min_transitions_per_agent,
+            min_transitions_per_agent=opts.min_transitions_per_agent, own_features=self._own_features(algorithm),
         )
         start = time.perf_counter()
         plan = self.method.plan_install(result, facts["agent_slice"], facts["hidden_sizes"])
@@ -377,6 +388,13 @@ class SharingCallback(RLlibCallback):
         if types is None:
             return float("nan")
         return float(adjusted_rand_score([types[a] for a in self.agent_ids], labels))
+
+    def _own_features(self, algorithm) -> Optional[tuple]:
+        """The observation columns the env declares as each agent's own, if it declares them."""
+        for features in algorithm.env_runner_group.foreach_env_runner(_own_observation_features, local_env_runner=True):
+            if features is not None:
+                return features
+        return None
 
     def _true_types(self, algorithm) -> Optional[Dict[str, int]]:
         """Ground-truth types, if the env has them: evaluation only, never used to train."""

@@ -148,6 +148,7 @@ class ParallelEnvCopies(BatchedEnv):
         self.num_copies = len(self.envs)
         self.num_agents = len(self.possible_agents)
         self.true_agent_types = getattr(first.unwrapped, "true_agent_types", None)
+        self.own_observation_features = getattr(first.unwrapped, "own_observation_features", None)
         sizes = [int(first.observation_space(a).shape[0]) for a in self.possible_agents]
         self._all = _getter(self.possible_agents)
         # One (getter, rows, size) per distinct observation size: one stacked write each.
@@ -270,6 +271,11 @@ class SlotVectorEnv(gym.vector.VectorEnv):
     def true_agent_types(self) -> Optional[Dict[str, int]]:
         """Ground-truth agent types of the wrapped env, if it has them (evaluation only)."""
         return self.core.true_agent_types
+
+    @property
+    def own_observation_features(self) -> Optional[tuple]:
+        """Observation columns the env declares as each agent's own (identity pre-training)."""
+        return self.core.own_observation_features
 
     def _observations(self) -> np.ndarray:
         observations = self.core.observations()
