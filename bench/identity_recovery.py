@@ -1,6 +1,6 @@
 """How well identity pre-training recovers the true agent types, offline, per scenario.
 
-    python bench/identity_recovery.py                  # the table -> docs/results/identity_recovery.txt
+    python bench/identity_recovery.py --reference      # the table -> docs/results/identity_recovery.txt
     python bench/identity_recovery.py --criteria       # K criteria compared -> docs/results/identity_recovery_k_criteria.txt
 
 Samples uniformly random transitions from each env (what the initial shared policy collects
@@ -9,7 +9,12 @@ size as the training pipeline does, and fits ``fit_identities`` with its default
 automatically. Reports the adjusted Rand index (ARI) of the clusters against the env's
 ``true_agent_types``, mean over seeds, and the K chosen per seed. ``--env-steps`` is the
 number of env steps collected (the callback's ``identity_env_steps``); every agent acts in
-every step. Single-threaded torch, no Ray; not CI.
+every step. Scenarios: LBF in several agent-index layouts (which index holds which level) and
+with levels hidden (types differ only in reward), BPS v1-v6 with the agents' order shuffled,
+C-RWARE, ``roles``, and two mpe2 envs (``pip install mpe2``; types are the role names).
+``--reference`` also fits with the SePS reference code's identity input (the decoder reads the
+observation as it is: ``identity_leaks="read"``, no change profile, no declared own features),
+so the effect of our choices shows. Single-threaded torch, no Ray; not CI.
 
 ``--criteria`` also scores every K criterion of ``bench/k_criteria.py``
 on the same identity vectors, and the ARI with the true K given, which bounds what any
@@ -30,7 +35,7 @@ from sklearn.metrics import adjusted_rand_score
 from rllib_adaps.envs import make_parallel_env
 from k_criteria import K_CRITERIA  # noqa: E402 (bench/ is on sys.path when run as a script)
 from rllib_adaps.core.clustering import cluster_identities
-from rllib_adaps.core.identity import fit_identities
+from rllib_adaps.core.identity import VAEOptions, fit_identities
 
 LBF = {"grid_size": 8, "foods": 3, "max_steps": 50}
 #: name -> (env, env_config, shuffle the agents' order). LBF layouts: which index holds which
@@ -129,7 +134,8 @@ def fit(data: dict, seed: int, **kwargs):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
-    parser.add_argument("--env-steps", type=int, default=1000)
+    parser.add_argument("--env-steps", type=int, default=3000, help="the default identity_env_steps")
+    parser.add_argument("--reference", action="store_true", help="also fit with the reference code's identity input")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--criteria", action="store_true", help="compare the K criteria on the same identities")
     parser.add_argument("--out", default=None, help="file to write the table to (default: docs/results/...)")
@@ -150,16 +156,19 @@ def main() -> None:
     header = ["true K"] + list(K_CRITERIA)
     criteria_lines.append(f"{'scenario':14s} " + " ".join(f"{h:>22s}" for h in header))
     criteria_lines.append(f"{'':14s} " + " ".join(f"{'ARI  (K per seed)':>22s}" for _ in header))
-    emit(f"{'scenario':14s} {'agents':>6s} {'true K':>6s} {'mean ARI':>8s}  {'ARI per seed':28s} {'K per seed':16s} {'s/fit':>5s}")
+    emit(f"{'scenario':17s} {'agents':>6s} {'true K':>6s} {'mean ARI':>8s}  {'ARI per seed':28s} {'K per seed':16s} {'s/fit':>5s}"
+         f"  {'read: mean ARI':>14s} {'K per seed':16s}")
     means = {}
     for name in args.scenarios.split(","):
-        env_name, env_config = SCENARIOS[name]
+        env_name, env_config, shuffle = SCENARIOS[name]
         aris: dict[str, list] = {}
         ks: dict[str, list] = {}
         seconds = []
         true_k = None
         for seed in seeds:
             data = random_transitions(env_name, env_config, args.env_steps, seed)
+            if shuffle:
+                data = shuffle_agents(data, seed)
             types = data["types"]
             true_k = len(set(types.tolist()))
             start = time.perf_counter()
@@ -167,6 +176,10 @@ def main() -> None:
             seconds.append(time.perf_counter() - start)
             aris.setdefault("default", []).append(adjusted_rand_score(types, result.labels))
             ks.setdefault("default", []).append(result.num_clusters)
+            if args.reference:  # the reference code's identity input: the decoder reads the observation as it is
+                reference = fit(dict(data, own_features=None), seed, vae=VAEOptions(identity_leaks="read"), change_profile=False)
+                aris.setdefault("read", []).append(adjusted_rand_score(types, reference.labels))
+                ks.setdefault("read", []).append(reference.num_clusters)
             if args.criteria:
                 groups = result.space_groups
                 labels = cluster_identities(result.identities, true_k, seed, groups=groups).labels
@@ -177,8 +190,9 @@ def main() -> None:
                     aris.setdefault(criterion, []).append(adjusted_rand_score(types, clustering.labels))
                     ks.setdefault(criterion, []).append(clustering.num_clusters)
         per_seed = " ".join(f"{a:.2f}" for a in aris["default"])
-        emit(f"{name:14s} {len(types):6d} {true_k:6d} {np.mean(aris['default']):8.2f}  {per_seed:28s} "
-             f"{','.join(map(str, ks['default'])):16s} {np.mean(seconds):5.1f}")
+        read = f"{np.mean(aris['read']):14.2f} {','.join(map(str, ks['read'])):16s}" if args.reference else ""
+        emit(f"{name:17s} {len(types):6d} {true_k:6d} {np.mean(aris['default']):8.2f}  {per_seed:28s} "
+             f"{','.join(map(str, ks['default'])):16s} {np.mean(seconds):5.1f}  {read}".rstrip())
         if args.criteria:
             cells = [f"{np.mean(aris[c]):5.2f} ({','.join(map(str, ks[c]))})" for c in ["true K", *K_CRITERIA]]
             criteria_lines.append(f"{name:14s} " + " ".join(f"{c:>22s}" for c in cells))
