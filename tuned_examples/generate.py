@@ -54,9 +54,9 @@ SHARING = {
     "nops": {},
     "fups": {},
     "fups_id": {},
-    "snp": {"pruning_rate": 0.5, "mask_seed": 0},
+    "snp": {"pruning_rate": 0.5},
     "seps": {"num_clusters": None, "vae": {"z_dim": 10, "kl_weight": 1.0e-4}},
-    "adaps": {"num_clusters": None, "vae": {"z_dim": 10, "kl_weight": 1.0e-4}, "mask_threshold": 0.2, "mask_seed": 0},
+    "adaps": {"num_clusters": None, "vae": {"z_dim": 10, "kl_weight": 1.0e-4}, "mask_threshold": 0.2},
 }
 
 
