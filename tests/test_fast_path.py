@@ -266,6 +266,61 @@ def test_the_same_episodes_give_the_same_loss_through_either_learner(method):
     assert on_ma["vf_loss"] > 0
 
 
+# ------------------------------------------------------------------------------ array sampling
+class LoopSampling(FastPathEnvRunner):
+    array_sampling = False  # RLlib's per-slot, per-step loop
+
+
+def episode_record(episode: SingleAgentEpisode, ids: dict) -> dict:
+    """Everything a Learner reads from an episode chunk; episode ids by order of appearance."""
+    ids.setdefault(episode.id_, len(ids))
+    env_ids = ids.setdefault("env", {})
+    env_ids.setdefault(episode.custom_data["env_episode_id"], len(env_ids))
+    return {
+        "id": ids[episode.id_], "env_episode": env_ids[episode.custom_data["env_episode_id"]],
+        "tags": {k: episode.custom_data[k] for k in ("agent_id", "agent_index", "env_index")},
+        "t": (episode.t_started, episode.t, episode.observations.lookback, episode.actions.lookback),
+        "ends": (episode.is_terminated, episode.is_truncated),
+        "obs": np.asarray(episode.observations.data), "actions": np.asarray(episode.actions.data),
+        "rewards": np.asarray(episode.rewards.data, dtype=np.float64), "infos": list(episode.infos.data),
+        **{f"extra/{k}": np.asarray(v.data) for k, v in sorted(episode.extra_model_outputs.items())},
+    }
+
+
+@pytest.mark.parametrize(("name", "env_config"), [
+    ("bps", {"agents_per_type": [2, 1], "max_steps": 7}),
+    ("lbf", {"levels": [1, 2, 1], "grid_size": 5, "foods": 2, "max_steps": 6}),
+    ("roles", {"agents_per_role": [1, 2, 1], "max_steps": 5}),  # per-copy route, padded observations
+])
+def test_array_sampling_gives_the_episodes_of_rllibs_loop(name, env_config):
+    """Same seeds and weights: the same chunks, lookbacks, ends, tags and continuations over
+    calls that end mid-episode, on an episode end and right after a reset."""
+    import torch
+
+    config = rllib_adaps.configure_sharing(
+        PPOConfig().environment(name, env_config=env_config).env_runners(num_env_runners=0, num_envs_per_env_runner=3)
+        .debugging(seed=0), "fups", fast_path=True)
+    arrays, loop = FastPathEnvRunner(config=config), LoopSampling(config=config)
+    try:
+        loop.module.set_state(arrays.module.get_state())
+        ids_arrays, ids_loop = {}, {}
+        for call, env_steps in enumerate([4, 3, 11, 1, 2, 9, 6]):
+            torch.manual_seed(call)
+            ours = [episode_record(e, ids_arrays) for e in arrays.sample(num_timesteps=env_steps, explore=True)]
+            torch.manual_seed(call)
+            theirs = [episode_record(e, ids_loop) for e in loop.sample(num_timesteps=env_steps, explore=True)]
+            assert len(ours) == len(theirs)
+            for a, b in zip(ours, theirs):
+                assert a.keys() == b.keys()
+                for key in a:
+                    np.testing.assert_equal(a[key], b[key], err_msg=f"call {call}, {key}")
+        assert any(r["ends"] != (False, False) for r in ours + theirs) or ids_arrays["env"]
+        assert len(ids_arrays["env"]) > 3  # several env episodes ended and began
+    finally:
+        arrays.stop()
+        loop.stop()
+
+
 # ------------------------------------------------------------------------------ real training
 def small_ppo(seed=0, **runners):
     return (

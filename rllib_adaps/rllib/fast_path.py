@@ -49,6 +49,8 @@ from __future__ import annotations
 import functools
 import logging
 import operator
+import time
+import uuid
 from collections import defaultdict
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -66,9 +68,14 @@ from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.connectors.module_to_env.get_actions import GetActions
 from ray.rllib.core.columns import Columns
 from ray.rllib.env.env_context import EnvContext
+from ray.rllib.env.env_runner import ENV_STEP_FAILURE
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.utils.metrics import (
+    ENV_TO_MODULE_CONNECTOR,
+    MODULE_TO_ENV_CONNECTOR,
+    RLMODULE_INFERENCE_TIMER,
+    WEIGHTS_SEQ_NO,
     EPISODE_AGENT_RETURN_MEAN,
     EPISODE_AGENT_STEPS,
     EPISODE_DURATION_SEC_MEAN,
@@ -343,6 +350,84 @@ class SlotVectorEnv(gym.vector.VectorEnv):
         self.core.close()
 
 
+# --------------------------------------------------------------------------- array sampling
+class _StepRecord:
+    """The vector steps of one ``sample()`` call, kept as the arrays the env and connectors gave."""
+
+    def __init__(self):
+        self.start_time = time.perf_counter()
+        self._obs: List[np.ndarray] = []
+        self._actions: List[np.ndarray] = []
+        self._rewards: List[np.ndarray] = []
+        self._infos: List[Optional[list]] = []
+        self._extra: List[dict] = []
+        self._stacked: Dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._obs)
+
+    def add(self, observations, actions, rewards, infos, extra) -> int:
+        self._obs.append(np.asarray(observations))
+        self._actions.append(np.asarray(actions))
+        self._rewards.append(np.asarray(rewards, dtype=np.float64))
+        self._infos.append(infos if any(infos) else None)  # None: every slot's infos are empty
+        self._extra.append({key: np.asarray(value) for key, value in extra.items()})
+        self._stacked.clear()
+        return len(self._obs) - 1
+
+    def _stack(self, name: str) -> np.ndarray:
+        """``[steps, slots, ...]`` of one column (stacked once per batch of reads)."""
+        if name not in self._stacked:
+            if name in (Columns.OBS, Columns.ACTIONS, Columns.REWARDS):
+                items = {Columns.OBS: self._obs, Columns.ACTIONS: self._actions, Columns.REWARDS: self._rewards}[name]
+            else:
+                items = [extra[name] for extra in self._extra]
+            self._stacked[name] = np.stack(items)
+        return self._stacked[name]
+
+    def observations(self, slot: int, start: int, end: int) -> np.ndarray:
+        return self._stack(Columns.OBS)[start:end, slot]
+
+    def infos(self, slot: int, start: int, end: int) -> list:
+        return [{} if step is None else step[slot] for step in self._infos[start:end]]
+
+    def slot_data(self, slot: int, start: int, end: int, weights_seq_no: int) -> dict:
+        """Observations, actions, rewards and extra model outputs of steps ``start .. end - 1``."""
+        extra = {key: self._stack(key)[start:end, slot] for key in (self._extra[0] if self._extra else {})}
+        extra[WEIGHTS_SEQ_NO] = np.full(max(end - start, 0), weights_seq_no)
+        return {Columns.OBS: self._stack(Columns.OBS)[start:end, slot] if end > start else None,
+                Columns.ACTIONS: self._stack(Columns.ACTIONS)[start:end, slot] if end > start else None,
+                Columns.REWARDS: self._stack(Columns.REWARDS)[start:end, slot] if end > start else None,
+                "extra": extra}
+
+
+def _concatenate(first: Optional[np.ndarray], second: Optional[np.ndarray]) -> np.ndarray:
+    parts = [np.asarray(p) for p in (first, second) if p is not None and len(p)]
+    if not parts:
+        return np.asarray(second if second is not None else first if first is not None else [])
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _continuation(chunk: SingleAgentEpisode, horizon: int) -> SingleAgentEpisode:
+    """What ``chunk.cut(len_lookback_buffer=horizon)`` gives, from the arrays directly."""
+    lookback = min(horizon, len(chunk.actions.data))
+    keep = slice(len(chunk.actions.data) - lookback, None)
+    continuation = SingleAgentEpisode(
+        id_=chunk.id_,
+        observations=np.asarray(chunk.observations.data)[-lookback - 1:],
+        observation_space=chunk.observation_space,
+        infos=list(chunk.infos.data)[-lookback - 1:],
+        actions=np.asarray(chunk.actions.data)[keep],
+        action_space=chunk.action_space,
+        rewards=np.asarray(chunk.rewards.data)[keep],
+        extra_model_outputs={key: np.asarray(buffer.data)[keep] for key, buffer in chunk.extra_model_outputs.items()},
+        t_started=chunk.t,
+        len_lookback_buffer="auto",
+    )
+    continuation._custom_data = dict(chunk.custom_data)
+    return continuation
+
+
 # --------------------------------------------------------------------------- connectors
 class SlotObservationsToBatch(ConnectorV2):
     """Env-to-module: the slots' observations, as the env returned them, as one tensor.
@@ -464,6 +549,130 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
             num_episodes=None if num_episodes is None else num_episodes * n,
             **kwargs,
         )
+
+    #: Sample into arrays and build each slot's episode chunk once per ``sample()`` call
+    #: (``_sample_into_arrays``) instead of RLlib's per-slot, per-step episode calls. Used for
+    #: timestep sampling whenever no callback implements a per-episode hook (those must see
+    #: every step); else RLlib's loop. The two give the same episodes (tests/test_fast_path.py).
+    array_sampling: bool = True
+
+    def _sample(self, *, num_timesteps=None, num_episodes=None, explore, random_actions=False, force_reset=False):
+        if num_timesteps is None or random_actions or self._episode_hooks_in_use or not self.array_sampling:
+            return super()._sample(num_timesteps=num_timesteps, num_episodes=num_episodes, explore=explore,
+                                   random_actions=random_actions, force_reset=force_reset)
+        return self._sample_into_arrays(num_timesteps, explore, force_reset)
+
+    def _sample_into_arrays(self, num_timesteps: int, explore: bool, force_reset: bool) -> List[SingleAgentEpisode]:
+        """RLlib's ``_sample`` loop for ``num_timesteps`` slot steps, with the steps kept as arrays.
+
+        All slots of a copy start and end their episodes together, so the data of a copy's
+        current episode is one range of recorded vector steps: a finished episode becomes one
+        ``SingleAgentEpisode`` per slot, built from array slices when its copy ends, and the
+        ongoing ones are built (and cut for the next call) at the end.
+        """
+        if force_reset or self._needs_initial_reset:
+            self._reset_envs_and_episodes(explore)
+        n, num_copies = self.num_agents, self.num_envs // self.num_agents
+        steps = _StepRecord()
+        # Per copy: its slots' episode objects (data so far, or empty ones waiting for their
+        # reset observation), the recorded step with the reset observation of an episode begun
+        # in this call (-1: none), and the first recorded step of its current episode.
+        heads = [self._ongoing_episodes[c * n:(c + 1) * n] for c in range(num_copies)]
+        awaiting = np.array([not heads[c][0].is_reset for c in range(num_copies)])
+        reset_at = np.full(num_copies, -1)
+        first_step = np.zeros(num_copies, dtype=np.int64)
+        done: List[SingleAgentEpisode] = []
+        ts = 0
+        while ts < num_timesteps:
+            to_module, self._cached_to_module = self._cached_to_module, None
+            if explore:
+                runners = self.config.num_env_runners or 1
+                global_steps = (self.num_env_steps_sampled_lifetime // runners + ts) * runners
+                with self.metrics.log_time(RLMODULE_INFERENCE_TIMER):
+                    to_env = self.module.forward_exploration(to_module, t=global_steps)
+            else:
+                with self.metrics.log_time(RLMODULE_INFERENCE_TIMER):
+                    to_env = self.module.forward_inference(to_module)
+            to_env = self._module_to_env(rl_module=self.module, batch=to_env, episodes=self._ongoing_episodes, explore=explore,
+                                         shared_data=self._shared_data, metrics=self.metrics,
+                                         metrics_prefix_key=(MODULE_TO_ENV_CONNECTOR,))
+            actions = to_env.pop(Columns.ACTIONS)
+            results = self._try_env_step(to_env.pop(Columns.ACTIONS_FOR_ENV, actions))
+            if results == ENV_STEP_FAILURE:  # as RLlib: drop the ongoing episodes, reset every env
+                ts = 0
+                self._reset_envs_and_episodes(explore)
+                steps = _StepRecord()
+                heads = [self._ongoing_episodes[c * n:(c + 1) * n] for c in range(num_copies)]
+                awaiting[:], reset_at[:], first_step[:] = False, -1, 0
+                continue
+            observations, rewards, terminated, truncated, infos = results
+            k = steps.add(observations, actions, rewards, infos, to_env)
+            ts += int((~awaiting).sum()) * n  # a reset observation is no env step
+            for c in np.flatnonzero(awaiting).tolist():  # their reset observations arrived
+                heads[c] = self._ongoing_episodes[c * n:(c + 1) * n]
+            reset_at[awaiting], first_step[awaiting] = k, k + 1
+            awaiting[:] = False
+            ended = (np.asarray(terminated) | np.asarray(truncated)).reshape(num_copies, n).all(axis=1)
+            for c in np.flatnonzero(ended).tolist():
+                for agent in range(n):
+                    slot = c * n + agent
+                    episode = self._slot_chunk(steps, heads[c][agent], slot, reset_at[c], first_step[c], k + 1)
+                    episode.is_terminated, episode.is_truncated = bool(terminated[slot]), bool(truncated[slot])
+                    done.append(episode)
+                    self._new_episode(slot, self._ongoing_episodes)
+                awaiting[c] = True
+            self._cached_to_module = self._env_to_module(
+                episodes=self._ongoing_episodes, batch={}, explore=explore, rl_module=self.module, shared_data=self._shared_data,
+                metrics=self.metrics, metrics_prefix_key=(ENV_TO_MODULE_CONNECTOR,),
+                **{Columns.OBS: observations, Columns.ACTIONS: actions, Columns.REWARDS: rewards, Columns.INFOS: infos,
+                   Columns.TERMINATEDS: terminated, Columns.TRUNCATEDS: truncated})
+        ongoing = []
+        horizon = self.config.episode_lookback_horizon
+        for c in range(num_copies):
+            if awaiting[c]:  # empty episodes waiting for their reset observation carry over as they are
+                continue
+            for agent in range(n):
+                slot = c * n + agent
+                chunk = self._slot_chunk(steps, heads[c][agent], slot, reset_at[c], first_step[c], len(steps))
+                if chunk.t > chunk.t_started:
+                    self._ongoing_episodes_for_metrics[chunk.id_].append(chunk)
+                    ongoing.append(chunk)
+                self._ongoing_episodes[slot] = _continuation(chunk, horizon)
+        self._done_episodes_for_metrics.extend(done)
+        self._log_env_steps(metric=self._metrics_num_env_steps_sampled, num_steps=ts)
+        self._increase_sampled_metrics(ts, len(done))
+        return done + ongoing
+
+    def _slot_chunk(self, steps: "_StepRecord", head: SingleAgentEpisode, slot: int, reset_at: int, first_step: int,
+                    end: int) -> SingleAgentEpisode:
+        """One slot's episode chunk: ``head``'s data (or, for an episode begun this call, the
+        reset observation recorded at ``reset_at``), then recorded steps ``first_step .. end - 1``."""
+        if reset_at >= 0:  # begun this call: head is the empty episode that got the reset observation
+            lookback, t_started = 0, 0
+            observations, infos = steps.observations(slot, reset_at, reset_at + 1), steps.infos(slot, reset_at, reset_at + 1)
+            actions, rewards, extra = None, None, {}
+        else:
+            lookback, t_started = head.observations.lookback, head.t_started
+            observations, infos = np.asarray(head.observations.data), list(head.infos.data)
+            actions, rewards = np.asarray(head.actions.data), np.asarray(head.rewards.data, dtype=np.float64)
+            extra = {key: np.asarray(buffer.data) for key, buffer in head.extra_model_outputs.items()}
+        new = steps.slot_data(slot, first_step, end, self._weights_seq_no)
+        episode = SingleAgentEpisode(
+            id_=head.id_,
+            observations=_concatenate(observations, new[Columns.OBS]),
+            observation_space=self.env.single_observation_space,
+            infos=infos + steps.infos(slot, first_step, end),
+            actions=_concatenate(actions, new[Columns.ACTIONS]),
+            action_space=self.env.single_action_space,
+            rewards=_concatenate(rewards, new[Columns.REWARDS]),
+            extra_model_outputs={key: _concatenate(extra.get(key), new["extra"].get(key)) for key in {*extra, *new["extra"]}},
+            t_started=t_started,
+            len_lookback_buffer=lookback,
+        )
+        episode._custom_data = head.custom_data
+        episode._start_time = head._start_time if head._start_time is not None else steps.start_time
+        episode._last_step_time = time.perf_counter()
+        return episode
 
     def _new_episode(self, env_index, episodes=None):
         """A slot's new episode, tagged with its agent and env episode before any callback sees it."""
