@@ -7,7 +7,7 @@ BPS with three types of equal size, AdaPS with PPO on the fast path (one local E
 env steps with the initial policy, fits the VAE, chooses K, and installs the masks everywhere;
 the times are the callback's own (``identity_pretraining/*_seconds``). Each size runs in a
 fresh process. ``--env-steps`` is stated in the output: at hundreds of agents a few hundred
-env steps already give every agent hundreds of transitions.
+env steps already give every agent hundreds of transitions (500: ARI 1.0 at 30 agents offline).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def measure(agents: int, env_steps: int, seed: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", default="30,120,300,600")
-    parser.add_argument("--env-steps", type=int, default=200)
+    parser.add_argument("--env-steps", type=int, default=500)
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # "agents,seed": measure in this process
     args = parser.parse_args()
