@@ -97,3 +97,77 @@ def test_a2c_settings_take_exactly_one_optimizer_step_per_iteration(ray_local, m
             handle.remove()
     finally:
         algo.stop()
+
+
+# --- the reference code's A2C -------------------------------------------------------------------
+def reference_learner(order: str):
+    config = PPOConfig().environment("bps", env_config={"agents_per_type": [1, 2, 1]}).training(train_batch_size_per_learner=64)
+    if order == "before":
+        config = configure_sharing(a2c_settings(config, reference=True), "nops")
+    else:
+        config = a2c_settings(configure_sharing(config, "nops"), reference=True)
+    spec = config.rl_module_spec
+    mid = module_id(config)
+    return config, mid, config.build_learner(spaces={mid: (spec.observation_space, spec.action_space)})
+
+
+@pytest.mark.parametrize("order", ["before", "after"])  # a2c_settings before or after configure_sharing
+def test_reference_a2c_settings_optimizer_clipping_and_init(order):
+    from rllib_adaps.rllib.learner import REFERENCE_ADAM_EPS, ReferenceA2CLearner
+
+    config, mid, learner = reference_learner(order)
+    assert isinstance(learner, ReferenceA2CLearner)
+    assert config.grad_clip == 0.5 and config.grad_clip_by == "global_norm"
+    (optimizer,) = [o for _, o in learner.get_optimizers_for_module(mid)]
+    assert optimizer.defaults["eps"] == REFERENCE_ADAM_EPS
+    module = learner.module[mid].unwrapped()
+    for net, head_gain in ((module.actor, 0.01), (module.critic, 1.0)):
+        for layer, gain in [*((h, 2 ** 0.5) for h in net.hidden), (net.head, head_gain)]:
+            assert not layer.bias.detach().any()
+            for weight in layer.weight.detach():  # every agent's slice (NoPS: 4)
+                singular = torch.linalg.svdvals(weight)
+                torch.testing.assert_close(singular, torch.full_like(singular, gain), rtol=1e-4, atol=1e-5)
+
+
+def test_reference_a2c_loss_has_the_reference_gradient():
+    """Raw advantages (targets minus the critic's values), the loss summed over agents."""
+    config, mid, learner = reference_learner("after")
+    module = learner.module[mid].unwrapped()
+    n = module.num_agents
+    gen = torch.Generator().manual_seed(0)
+    obs = torch.cat([torch.randn(64, 10, generator=gen), torch.randint(0, n, (64, 1), generator=gen).float()], dim=1)
+    with torch.no_grad():
+        logits = module.forward_exploration({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+        dist = module.get_exploration_action_dist_cls().from_logits(logits)
+        actions = dist.sample()
+        logp = dist.logp(actions)
+    targets = torch.randn(64, generator=gen)
+    batch = {Columns.OBS: obs, Columns.ACTIONS: actions, Columns.ACTION_LOGP: logp, Columns.ACTION_DIST_INPUTS: logits,
+             Postprocessing.ADVANTAGES: torch.randn(64, generator=gen),  # RLlib's standardised ones: not used
+             Postprocessing.VALUE_TARGETS: targets}
+    module.zero_grad()
+    learner.compute_loss_for_module(module_id=mid, config=config, batch=batch, fwd_out=module.forward_train(batch)).backward()
+    ours = [p.grad.clone() for p in module.parameters()]
+
+    module.zero_grad()
+    train_dist = module.get_train_action_dist_cls().from_logits(module.forward_train(batch)[Columns.ACTION_DIST_INPUTS])
+    values = module.compute_values(batch)
+    advantages = (targets - values).detach()
+    reference = n * ((-(advantages * train_dist.logp(actions))).mean() + 0.5 * (values - targets).pow(2).mean()
+                     - 0.01 * train_dist.entropy().mean())
+    reference.backward()
+    for g_ours, g_reference in zip(ours, [p.grad for p in module.parameters()]):
+        torch.testing.assert_close(g_ours, g_reference, rtol=1e-5, atol=1e-6)
+
+
+def test_reference_a2c_trains(ray_local):
+    config = (PPOConfig().environment("bps", env_config={"agents_per_type": [2, 2, 2], "max_steps": 25})
+              .env_runners(num_env_runners=0, num_envs_per_env_runner=2).training(train_batch_size_per_learner=250))
+    algo = a2c_settings(configure_sharing(config, "fups"), reference=True).build_algo()
+    try:
+        before = learner_views(algo)[0]["actor.hidden.0.weight"]
+        result = algo.train()
+        assert np.isfinite(result["learners"][module_id(algo)]["total_loss"])
+        assert not np.array_equal(before, learner_views(algo)[0]["actor.hidden.0.weight"])
+    finally:
+        algo.stop()

@@ -69,6 +69,13 @@ class GroupedLinear(torch.nn.Module):
         self.weight = torch.nn.Parameter(torch.empty(num_slices, in_features, out_features).uniform_(-bound, bound))
         self.bias = torch.nn.Parameter(torch.empty(num_slices, out_features).uniform_(-bound, bound))
 
+    def orthogonal_(self, gain: float) -> None:
+        """Every slice orthogonal with ``gain``, biases zero (the SePS reference code's init)."""
+        with torch.no_grad():
+            for weight in self.weight:
+                torch.nn.init.orthogonal_(weight, gain)
+            self.bias.zero_()
+
     def forward(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
         """``x``: ``[B, in]`` when one slice is in use, else ``[U, rows, in]``."""
         if routing.single:
@@ -100,6 +107,12 @@ class GroupedMLP(torch.nn.Module):
                 x = x * masks[..., offset : offset + size]
             offset += size
         return x
+
+    def orthogonal_(self, hidden_gain: float, head_gain: float) -> None:
+        for layer in self.hidden:
+            layer.orthogonal_(hidden_gain)
+        if self.head is not None:
+            self.head.orthogonal_(head_gain)
 
     def forward(self, x, routing, masks=None):
         return self.head(self.body(x, routing, masks), routing)

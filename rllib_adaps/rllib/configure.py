@@ -34,7 +34,7 @@ from rllib_adaps.rllib.callback import SharingCallback, logger
 from rllib_adaps.rllib.connectors import AgentIndexConnector, padded_index_space
 from rllib_adaps.rllib.fast_path import FastPathEnvRunner, parallel_env_of, slot_env_to_module, slot_module_to_env
 from rllib_adaps.rllib.mapping import AgentModuleMapping
-from rllib_adaps.rllib.module import ENGINE_KEYS, PAPER_NETWORK, SUPPORTED_RLLIB_KEYS, ParameterSharingModule, read_model_config
+from rllib_adaps.rllib.module import ENGINE_KEYS, NETWORK_KEYS, PAPER_NETWORK, WEIGHT_INIT_KEY, ParameterSharingModule, read_model_config
 from rllib_adaps.rllib.module_ids import FAST_PATH_MODULE_ID, SHARED_MODULE_ID
 
 
@@ -181,7 +181,7 @@ def configure_sharing(
     info = describe_env(config, pad_observations)
     model_config = {
         **PAPER_NETWORK,
-        **{k: user_model[k] for k in SUPPORTED_RLLIB_KEYS if k in user_model},
+        **{k: user_model[k] for k in NETWORK_KEYS if k in user_model},
         "agent_ids": list(info.agent_ids),
         "action_sizes": info.action_sizes,
         "obs_sizes": [int(np.prod(info.observation_spaces[a].shape)) for a in info.agent_ids],
@@ -281,6 +281,7 @@ def a2c_settings(
     entropy_coeff: float = 0.01,
     vf_loss_coeff: float = 0.5,
     gamma: float = 0.99,
+    reference: bool = False,
 ) -> AlgorithmConfig:
     """PPO settings that take the papers' A2C step: one optimizer step per iteration, no KL term.
 
@@ -288,10 +289,15 @@ def a2c_settings(
     minibatch (one optimizer step on the one module, whatever the number of agent rows). On that
     only pass the probability ratio is exactly 1, so the clipped surrogate's gradient is the
     policy gradient ``-A * grad log pi``; GAE with lambda 1 gives n-step returns over each
-    rollout; the value loss is ``vf_loss_coeff * (V - target)^2`` unclipped. RLlib standardises
-    advantages per batch, which plain A2C does not.
+    rollout; the value loss is ``vf_loss_coeff * (V - target)^2`` unclipped.
+
+    ``reference=True``: the SePS reference code's A2C exactly (``../shared/reference/methods.md``):
+    advantages not standardised and the loss summed over agents (``ReferenceA2CLearner``), Adam
+    eps 1e-5, gradient norm clipped at 0.5, orthogonal init (gain sqrt(2), policy head 0.01,
+    value head 1, zero biases). Without it: RLlib's standardised advantages, the mean over agent
+    rows, Adam eps 1e-8, no clipping, torch's default init. Before or after ``configure_sharing``.
     """
-    return config.copy(copy_frozen=False).training(
+    config = config.copy(copy_frozen=False).training(
         lr=lr,
         gamma=gamma,
         lambda_=1.0,
@@ -299,6 +305,18 @@ def a2c_settings(
         vf_loss_coeff=vf_loss_coeff,
         num_epochs=1,
         minibatch_size=None,
-        grad_clip=None,
+        grad_clip=0.5 if reference else None,
+        grad_clip_by="global_norm",
         **PLAIN_LOSS,
     )
+    if not reference:
+        return config
+    from rllib_adaps.rllib.learner import ReferenceA2CLearner
+
+    config.training(learner_class=ReferenceA2CLearner)
+    spec = config._rl_module_spec
+    if isinstance(spec, RLModuleSpec) and isinstance(spec.module_class, type) and issubclass(spec.module_class, ParameterSharingModule):
+        config.rl_module(rl_module_spec=dataclasses.replace(spec, model_config={**spec.model_config, WEIGHT_INIT_KEY: "orthogonal"}))
+    else:
+        config.rl_module(model_config={**config.model_config, WEIGHT_INIT_KEY: "orthogonal"})
+    return config

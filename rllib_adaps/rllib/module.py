@@ -29,6 +29,7 @@ checkpoint carries them. The method comes from the ``model_config`` as a ``Shari
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -61,7 +62,13 @@ ENGINE_KEYS = (
 )
 #: RLlib ``model_config`` keys the engine reads; every other RLlib key must keep its default.
 SUPPORTED_RLLIB_KEYS = ("fcnet_hiddens", "fcnet_activation", "vf_share_layers")
-PAPER_NETWORK = {"fcnet_hiddens": [64, 64], "fcnet_activation": "relu", "vf_share_layers": False}
+#: The network's own key: "torch" (each layer as torch.nn.Linear initialises it) or
+#: "orthogonal" (the SePS reference code: gain sqrt(2) in hidden layers, 0.01 in the policy
+#: head, 1 in the value head, zero biases).
+WEIGHT_INIT_KEY = "weight_init"
+WEIGHT_INITS = ("torch", "orthogonal")
+NETWORK_KEYS = (*SUPPORTED_RLLIB_KEYS, WEIGHT_INIT_KEY)
+PAPER_NETWORK = {"fcnet_hiddens": [64, 64], "fcnet_activation": "relu", "vf_share_layers": False, WEIGHT_INIT_KEY: "torch"}
 
 
 def read_model_config(model_config: Dict[str, Any], default_method: str = "fups") -> Tuple[Dict[str, Any], SharingSpec]:
@@ -71,7 +78,7 @@ def read_model_config(model_config: Dict[str, Any], default_method: str = "fups"
 
     model_config = dict(model_config or {})
     spec = SharingSpec.from_model_config(model_config, default_method)
-    own = {*ENGINE_KEYS, *SUPPORTED_RLLIB_KEYS, METHOD_KEY, *SharingSpec.option_keys(spec.method)}
+    own = {*ENGINE_KEYS, *NETWORK_KEYS, METHOD_KEY, *SharingSpec.option_keys(spec.method)}
     rllib_defaults = dataclasses.asdict(DefaultModelConfig())
     for key, value in model_config.items():
         if key in own:
@@ -135,6 +142,12 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
             self.vf_head = GroupedLinear(g, self.hidden_sizes[-1], 1)
         else:
             self.critic = GroupedMLP(g, in_dim, self.hidden_sizes, 1, act)
+        if cfg[WEIGHT_INIT_KEY] == "orthogonal":
+            self.actor.orthogonal_(math.sqrt(2.0), 0.01)
+            if self.vf_share_layers:
+                self.vf_head.orthogonal_(1.0)
+            else:
+                self.critic.orthogonal_(math.sqrt(2.0), 1.0)
 
         slices = np.zeros(n, np.int64) if layout.agent_slices is None else np.asarray(layout.agent_slices, np.int64)
         self.register_buffer("agent_slice", torch.as_tensor(slices).clone())
@@ -163,6 +176,8 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
         n = len(cfg["agent_ids"])
         if cfg["fcnet_activation"] not in ACTIVATIONS:
             raise ValueError(f"model_config['fcnet_activation'] must be one of {sorted(ACTIVATIONS)}, got {cfg['fcnet_activation']!r}.")
+        if cfg[WEIGHT_INIT_KEY] not in WEIGHT_INITS:
+            raise ValueError(f"model_config[{WEIGHT_INIT_KEY!r}] must be one of {list(WEIGHT_INITS)}, got {cfg[WEIGHT_INIT_KEY]!r}.")
         if not cfg["fcnet_hiddens"] or any(int(h) < 1 for h in cfg["fcnet_hiddens"]):
             raise ValueError(f"model_config['fcnet_hiddens'] must be a non-empty list of positive ints, got {cfg['fcnet_hiddens']!r}.")
         if not hasattr(self.action_space, "n"):
