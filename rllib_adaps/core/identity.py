@@ -173,7 +173,9 @@ def train_identity_vae(
     most ``MAX_BATCHES_PER_EPOCH`` minibatches (larger ones than ``batch_size`` when there are
     more transitions): each agent's row of the encoder still sees all its transitions
     ``epochs`` times, while the number of updates, and so the time, stops growing with the
-    number of agents.
+    number of agents. A batch k times larger takes an Adam step sqrt(k) times larger (the
+    square-root scaling rule): without it the fewer updates moved the identities too little
+    (BPS v4 at 3,000 env steps: ARI 0.87 against 1.00).
 
     Inputs and targets are standardised per dimension, the decoder predicts the change of the
     observation (``next_obs - obs``, equivalent information, easier to fit), and the squared
@@ -244,10 +246,11 @@ def train_identity_vae(
         vae = IdentityVAE(num_agents, obs_in.shape[1] + 1, num_actions, out_dim, z_dim)
         # foreach: one kernel per step for all tensors instead of a Python loop over them; the
         # same arithmetic (identities bitwise equal), about a third less time per update on CPU.
+        grown = max(batch_size, int(np.ceil(n / MAX_BATCHES_PER_EPOCH)))
+        lr, batch_size = lr * np.sqrt(grown / batch_size), grown  # square-root scaling for Adam
         optimizer = torch.optim.Adam(vae.parameters(), lr=lr, foreach=True)
         generator = torch.Generator().manual_seed(seed)
         last_epoch_loss = float("nan")
-        batch_size = max(batch_size, int(np.ceil(n / MAX_BATCHES_PER_EPOCH)))
         batches_per_epoch = int(np.ceil(n / batch_size))
         split = target.shape[1]
         for _ in range(max(epochs, int(np.ceil(min_updates / batches_per_epoch)))):
