@@ -50,7 +50,6 @@ import functools
 import logging
 import operator
 import time
-import uuid
 from collections import defaultdict
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
