@@ -112,7 +112,7 @@ def ward_silhouettes(partitions: WardPartitions) -> dict[int, float]:
     return scores
 
 
-def select_num_clusters(identities: np.ndarray, seed: int = 0, labels_of: Optional[Mapping[int, np.ndarray]] = None) -> dict:
+def select_num_clusters(identities: np.ndarray, seed: int = 0, partitions: Optional[WardPartitions] = None) -> dict:
     """K by the highest mean silhouette over K = 2..N-1 (partitions: the Ward hierarchy).
 
     Returns ``{"criterion", "scores", "excluded", "chosen"}``: ``scores`` maps ``str(K)`` to the
@@ -122,7 +122,7 @@ def select_num_clusters(identities: np.ndarray, seed: int = 0, labels_of: Option
     n = len(x)
     if n == 1:
         return {"criterion": "silhouette", "scores": {}, "excluded": {}, "chosen": 1}
-    partitions = labels_of if isinstance(labels_of, WardPartitions) else WardPartitions(x)
+    partitions = partitions if partitions is not None else WardPartitions(x)
     scores = {str(k): score for k, score in ward_silhouettes(partitions).items()}
     excluded = {"1": "silhouette is undefined for one cluster", str(n): "silhouette is undefined with every agent alone"}
     chosen = int(max(scores, key=lambda k: (scores[k], -int(k)))) if scores else 1

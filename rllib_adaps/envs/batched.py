@@ -11,6 +11,7 @@ env reset with ``s`` plays.
 
 from __future__ import annotations
 
+import operator
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Mapping, Sequence
 
@@ -95,6 +96,8 @@ class BatchedParallelEnv(TypedParallelEnv):
         self.metadata = {"name": self.core.name, "render_modes": []}
         self.render_mode = None
         self._num_actions = np.array([self.core.action_space(a).n for a in self.possible_agents])
+        self._every_action = operator.itemgetter(*self.possible_agents) if len(self.possible_agents) > 1 else (
+            lambda actions, agent=self.possible_agents[0]: (actions[agent],))
         self._all_copies = np.zeros(1, dtype=np.intp)
         self._active = np.ones(1, dtype=bool)
 
@@ -136,15 +139,14 @@ class BatchedParallelEnv(TypedParallelEnv):
 
     def _action_array(self, actions: Mapping[str, Any]) -> np.ndarray:
         """The action dict as ints in agent order; clear errors for missing or invalid actions."""
-        idle = self.core.idle_actions
-        values = []
-        for index, agent in enumerate(self.possible_agents):
-            if agent in actions:
-                values.append(actions[agent])
-            elif idle is not None:
-                values.append(idle[index])
-            else:
-                raise ValueError(f"{self.core.name}: no action given for live agent '{agent}'.")
+        try:
+            values = list(self._every_action(actions))  # every agent acts: one C call, no loop
+        except KeyError:
+            idle = self.core.idle_actions
+            missing = [agent for agent in self.possible_agents if agent not in actions]
+            if idle is None:
+                raise ValueError(f"{self.core.name}: no action given for live agent '{missing[0]}'.") from None
+            values = [actions[a] if a in actions else idle[i] for i, a in enumerate(self.possible_agents)]
         try:
             array = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError):

@@ -252,10 +252,10 @@ def _find_free_cell(
     return None, used
 
 
-def own_observation_features(params: LBFParams) -> tuple[int, ...]:
+def own_observation_features(foods: int, observe_agent_levels: bool) -> tuple[int, ...]:
     """The observation column of the agent's own level (its entry comes first among the players);
     the other players' levels, in index order, describe the others."""
-    return (3 * params.foods + 2,) if params.observe_agent_levels else ()
+    return (3 * foods + 2,) if observe_agent_levels else ()
 
 
 class LevelForagingBatch(BatchedEnv):
@@ -280,7 +280,7 @@ class LevelForagingBatch(BatchedEnv):
             agent: distinct_levels.index(level) for agent, level in zip(self.possible_agents, self.levels)
         }
         self.idle_actions = np.zeros(num_agents, dtype=np.int64)
-        self.own_observation_features = own_observation_features(params)
+        self.own_observation_features = own_observation_features(params.foods, params.observe_agent_levels)
         self._observation_space = observation_box(params)
         self._action_space = spaces.Discrete(NUM_ACTIONS)
 

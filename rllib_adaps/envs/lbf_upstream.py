@@ -15,7 +15,7 @@ from gymnasium import spaces
 from lbforaging.foraging.environment import ForagingEnv
 
 from rllib_adaps.envs.base import TypedParallelEnv, agent_names
-from rllib_adaps.envs.lbf import DEFAULTS, LBFParams, parse_env_config
+from rllib_adaps.envs.lbf import DEFAULTS, LBFParams, own_observation_features, parse_env_config
 
 
 class _FixedLevelForagingEnv(ForagingEnv):
@@ -96,7 +96,7 @@ class UpstreamLevelForaging(TypedParallelEnv):
             agent: distinct_levels.index(level)
             for agent, level in zip(self.possible_agents, self.levels)
         }
-        self.own_observation_features = (3 * foods + 2,) if observe_agent_levels else ()
+        self.own_observation_features = own_observation_features(foods, observe_agent_levels)
 
     @classmethod
     def from_params(cls, params: LBFParams) -> "UpstreamLevelForaging":
