@@ -237,7 +237,10 @@ def train_identity_vae(
         profile_weight = torch.as_tensor(profile_weight, dtype=torch.float32)
     read = shared & ~own
     obs_in = torch.as_tensor(_masked_standardise(obs[:, read], np.ones((n, int(read.sum())), bool)), dtype=torch.float32)
-    action_in = torch.nn.functional.one_hot(torch.as_tensor(actions, dtype=torch.int64).reshape(n), num_actions).float()
+    if np.ndim(actions) == 2:  # continuous: the action vector itself
+        action_in = torch.as_tensor(np.asarray(actions, np.float32))
+    else:
+        action_in = torch.nn.functional.one_hot(torch.as_tensor(actions, dtype=torch.int64).reshape(n), num_actions).float()
     out_dim = target.shape[1] + (profile.shape[1] if change_profile else 0)
     agents = torch.as_tensor(agent_index)
     torch_state = torch.random.get_rng_state()
@@ -346,7 +349,8 @@ def fit_identities(
         agent_index: ``[T]`` index (0..N-1) of the agent of each transition.
         obs, next_obs: ``[T, obs_dim]`` observations before and after the step, zero-padded on
             the right to the largest agent's size.
-        actions: ``[T]`` discrete actions (0..num_actions-1).
+        actions: ``[T]`` discrete actions (0..num_actions-1), or ``[T, num_actions]`` continuous
+            ones on the engine's ``[-1, 1]`` scale (``num_actions``: the largest action size).
         rewards: ``[T]`` rewards.
         num_clusters: fixed K, or None to choose K by ``select_k`` (``core.clustering``).
         vae: the VAE's settings. ``vae.identity_leaks`` says what to do with observation
@@ -404,11 +408,7 @@ def fit_identities(
     width = obs.shape[1]
     sizes = _per_agent("obs_sizes", obs_sizes, num_agents, 1, width, width)
     action_counts = _per_agent("action_sizes", action_sizes, num_agents, 1, num_actions, num_actions)
-    acts = np.asarray(actions, dtype=np.int64).reshape(-1)
-    if len(acts) != len(agent_index):
-        raise ValueError(f"actions has {len(acts)} entries for {len(agent_index)} transitions.")
-    if (acts < 0).any() or (acts >= action_counts[agent_index]).any():
-        raise ValueError("actions must lie in 0..action_sizes[agent]-1 (0..num_actions-1).")
+    acts = _action_inputs(actions, agent_index, num_actions, action_counts)
     start = time.perf_counter()
     groups = space_groups(num_agents, None if obs_sizes is None else sizes,
                           None if action_sizes is None else action_counts)
@@ -452,6 +452,23 @@ def fit_identities(
         k_selection=clustering.selection,
         space_groups=groups,
     )
+
+
+def _action_inputs(actions, agent_index: np.ndarray, num_actions: int, action_counts: np.ndarray) -> np.ndarray:
+    """Discrete actions as ``[T]`` ints (checked against each agent's count), or continuous ones
+    (``[T, num_actions]``, the engine's ``[-1, 1]`` scale) clipped, with dims an agent lacks zeroed."""
+    actions = np.asarray(actions)
+    if actions.ndim == 2:
+        if actions.shape != (len(agent_index), num_actions):
+            raise ValueError(f"continuous actions must be [{len(agent_index)}, {num_actions}], got {list(actions.shape)}.")
+        own = np.arange(num_actions)[None, :] < action_counts[agent_index][:, None]
+        return np.where(own, np.clip(actions, -1.0, 1.0), 0.0).astype(np.float32)
+    acts = actions.astype(np.int64).reshape(-1)
+    if len(acts) != len(agent_index):
+        raise ValueError(f"actions has {len(acts)} entries for {len(agent_index)} transitions.")
+    if (acts < 0).any() or (acts >= action_counts[agent_index]).any():
+        raise ValueError("actions must lie in 0..action_sizes[agent]-1 (0..num_actions-1).")
+    return acts
 
 
 def _per_agent(name: str, values: Optional[Sequence[int]], num_agents: int, low: int, high: int, default: int) -> np.ndarray:

@@ -87,6 +87,14 @@ class GroupedLinear(torch.nn.Module):
         return torch.baddbmm(bias[:, None, :], x, weight)
 
 
+class GroupedLogStd(torch.nn.Module):
+    """A state-free log standard deviation per slice and action dim (RLlib's ``free_log_std``)."""
+
+    def __init__(self, num_slices: int, action_dims: int):
+        super().__init__()
+        self.value = torch.nn.Parameter(torch.zeros(num_slices, action_dims))
+
+
 class GroupedMLP(torch.nn.Module):
     """Hidden layers (each followed by the activation and an optional neuron mask) and a head."""
 
@@ -133,3 +141,53 @@ class EngineLayout:
     masked_networks: Tuple[str, ...] = ()
     mask_table: Optional[np.ndarray] = None
     agent_mask: Optional[np.ndarray] = None
+
+
+#: Recurrent cells the engine has (RLlib's ``use_lstm`` gives "lstm"; "gru" is the engine's own).
+RECURRENT_CELLS = ("lstm", "gru")
+
+
+class GroupedRecurrentCell(torch.nn.Module):
+    """An LSTM or GRU cell with ``G`` parameter slices, unrolled over time for routed rows.
+
+    Gates follow ``torch.nn.LSTMCell`` / ``torch.nn.GRUCell``. A neuron mask multiplies the
+    cell's output (and, for the LSTM, its memory), so a masked unit carries nothing for that
+    agent, as a masked hidden neuron does. State is a dict: ``h`` (and ``c`` for the LSTM).
+    """
+
+    def __init__(self, num_slices: int, in_features: int, cell_size: int, kind: str):
+        super().__init__()
+        if kind not in RECURRENT_CELLS:
+            raise ValueError(f"recurrent cell must be one of {list(RECURRENT_CELLS)}, got {kind!r}.")
+        self.kind, self.cell_size = kind, int(cell_size)
+        gates = (4 if kind == "lstm" else 3) * self.cell_size
+        self.input_map = GroupedLinear(num_slices, in_features, gates)
+        self.state_map = GroupedLinear(num_slices, self.cell_size, gates)
+        bound = 1.0 / math.sqrt(self.cell_size)  # torch's recurrent init, both maps
+        with torch.no_grad():
+            for p in (*self.input_map.parameters(), *self.state_map.parameters()):
+                p.uniform_(-bound, bound)
+
+    def state_names(self) -> Tuple[str, ...]:
+        return ("h", "c") if self.kind == "lstm" else ("h",)
+
+    def orthogonal_(self, gain: float) -> None:
+        self.input_map.orthogonal_(gain)
+        self.state_map.orthogonal_(1.0)
+
+    def step(self, x: torch.Tensor, state: dict, routing: Routing, mask: Optional[torch.Tensor]) -> dict:
+        """One time step; ``x``, the state and ``mask`` in the routed layout of ``routing``."""
+        gx, gh = self.input_map(x, routing), self.state_map(state["h"], routing)
+        c = self.cell_size
+        if self.kind == "lstm":
+            i, f, g, o = (gx + gh).split(c, dim=-1)
+            memory = torch.sigmoid(f) * state["c"] + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(memory)
+            if mask is not None:
+                memory, h = memory * mask, h * mask
+            return {"h": h, "c": memory}
+        r, z, n = gx.split(c, dim=-1)
+        hr, hz, hn = gh.split(c, dim=-1)
+        r, z = torch.sigmoid(r + hr), torch.sigmoid(z + hz)
+        h = (1 - z) * torch.tanh(n + r * hn) + z * state["h"]
+        return {"h": h * mask if mask is not None else h}

@@ -70,6 +70,13 @@ class BatchedEnv(ABC):
         """Per-copy PettingZoo infos of the last reset or step, if the env has any."""
         return None
 
+    #: The global state's space (PettingZoo's ``state_space``); None: the env has no state.
+    state_space: spaces.Box | None = None
+
+    def states(self) -> np.ndarray:
+        """float32 ``[C, S]``: every copy's global state (a centralised critic's input)."""
+        raise NotImplementedError(f"The {self.name} env has no global state().")
+
     def close(self) -> None:
         pass
 

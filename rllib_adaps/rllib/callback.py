@@ -46,7 +46,7 @@ IDENTITY_SCALARS = ("num_clusters", "adjusted_rand_index", "vae_loss", "chosen_k
 
 
 # --------------------------------------------------------------------- on the EnvRunners
-def collect_transitions(env_runner, *, num_env_steps: int) -> Dict[str, np.ndarray]:
+def collect_transitions(env_runner, *, num_env_steps: int, own_obs_dim: Optional[int] = None) -> Dict[str, np.ndarray]:
     """Samples ``num_env_steps`` env steps on one EnvRunner; returns per-agent transitions as arrays.
 
     Works on both paths: the multi-agent EnvRunner returns ``MultiAgentEpisode``s (one
@@ -54,8 +54,10 @@ def collect_transitions(env_runner, *, num_env_steps: int) -> Dict[str, np.ndarr
     per agent slot. Either way each observation ends with the agent's index (written by the
     env-to-module connector, or by the fast path's env), which says whose transitions these
     are; that column is then dropped so that the VAE's decoder cannot read the agent's identity
-    from its input.
+    from its input. Only the agent's own ``own_obs_dim`` columns are kept (a centralised
+    critic's columns follow them).
     """
+    own = slice(0, -1 if own_obs_dim is None else own_obs_dim)
     parts: List[tuple] = []
     for episode in env_runner.sample(num_timesteps=num_env_steps, explore=True):
         agent_episodes = episode.agent_episodes.values() if hasattr(episode, "agent_episodes") else [episode]
@@ -67,7 +69,7 @@ def collect_transitions(env_runner, *, num_env_steps: int) -> Dict[str, np.ndarr
             obs = np.asarray(sa_episode.get_observations(), dtype=np.float32)
             rewards = np.asarray(sa_episode.get_rewards(), dtype=np.float32)
             index = obs[:steps, -1].astype(np.int64)
-            parts.append((index, obs[:steps, :-1], actions, obs[1 : steps + 1, :-1], rewards))
+            parts.append((index, obs[:steps, own], actions, obs[1 : steps + 1, own], rewards))
     names = ("agent_index", "obs", "actions", "next_obs", "rewards")
     if not parts:
         return {}
@@ -103,7 +105,8 @@ def _own_observation_features(env_runner) -> Optional[tuple]:
 
 def _module_facts(learner, module_id: str) -> dict:
     m = engine_module(learner, module_id)
-    return {"agent_ids": list(m.agent_ids), "num_actions": int(m.action_space.n), "hidden_sizes": list(m.hidden_sizes),
+    return {"agent_ids": list(m.agent_ids), "num_actions": m.num_actions, "hidden_sizes": list(m.masked_layer_sizes),
+            "obs_dim": m.obs_dim,
             "agent_slice": m.agent_slice.cpu().numpy(), "agent_mask": m.agent_mask.cpu().numpy(),
             "agent_cluster": m.agent_cluster.cpu().numpy(), "parameters": m.parameter_counts(),
             "obs_sizes": m.obs_sizes, "action_sizes": m.action_sizes, "spec": m.sharing_spec}
@@ -247,10 +250,10 @@ class SharingCallback(RLlibCallback):
         """Collects transitions, fits identities and clusters, installs the result everywhere."""
         opts = self.options
         logger.info("identity pre-training at %d env steps: collecting %d env steps of transitions", env_steps, opts.identity_env_steps)
-        start = time.perf_counter()
-        data = self._collect(algorithm)
-        collect_seconds = time.perf_counter() - start
         facts = self._facts(algorithm)
+        start = time.perf_counter()
+        data = self._collect(algorithm, facts["obs_dim"])
+        collect_seconds = time.perf_counter() - start
         logger.info("identity pre-training: collected %d transitions in %.1fs; fitting the VAE and clustering",
                     len(data["agent_index"]), collect_seconds)
         result = fit_identities(
@@ -309,7 +312,7 @@ class SharingCallback(RLlibCallback):
             paths = [f"{storage.trial_fs_path}/{p.name}" for p in paths]
         logger.info("identity pre-training: wrote %s and %s", *paths)
 
-    def _collect(self, algorithm) -> Dict[str, np.ndarray]:
+    def _collect(self, algorithm, own_obs_dim: int) -> Dict[str, np.ndarray]:
         """Transitions from every EnvRunner, until every agent has enough of them.
 
         Nothing is installed before the fit succeeds, so a failure here leaves the run on its
@@ -320,7 +323,7 @@ class SharingCallback(RLlibCallback):
         counts = np.zeros(len(self.agent_ids), np.int64)
         rounds = 4
         for _ in range(rounds):
-            new = self._collect_once(group)
+            new = self._collect_once(group, own_obs_dim)
             if not new:
                 logger.warning("identity pre-training: no EnvRunner returned transitions; restoring EnvRunners and retrying")
                 algorithm.restore_env_runners(group)
@@ -343,12 +346,12 @@ class SharingCallback(RLlibCallback):
             "every agent act. Nothing was installed."
         )
 
-    def _collect_once(self, group) -> List[Dict[str, np.ndarray]]:
+    def _collect_once(self, group, own_obs_dim: int) -> List[Dict[str, np.ndarray]]:
         remote = group.num_remote_env_runners()
         per_runner = int(np.ceil(self.options.identity_env_steps / max(remote, 1)))
         try:
             parts = group.foreach_env_runner(
-                functools.partial(collect_transitions, num_env_steps=per_runner),
+                functools.partial(collect_transitions, num_env_steps=per_runner, own_obs_dim=own_obs_dim),
                 local_env_runner=remote == 0,
             )
         except RayActorError as err:  # an EnvRunner died and fault tolerance is off

@@ -31,10 +31,10 @@ from ray.tune.registry import ENV_CREATOR, _global_registry
 from rllib_adaps.envs import ENV_CLASSES, register_envs
 from rllib_adaps.methods.spec import METHOD_KEY, SharingSpec, all_option_keys
 from rllib_adaps.rllib.callback import SharingCallback, logger
-from rllib_adaps.rllib.connectors import AgentIndexConnector, padded_index_space
+from rllib_adaps.rllib.connectors import AgentIndexConnector, ContinuousActions, joint_observation_space, padded_index_space
 from rllib_adaps.rllib.fast_path import FastPathEnvRunner, parallel_env_of, slot_env_to_module, slot_module_to_env
 from rllib_adaps.rllib.mapping import AgentModuleMapping
-from rllib_adaps.rllib.module import ENGINE_KEYS, NETWORK_KEYS, PAPER_NETWORK, WEIGHT_INIT_KEY, ParameterSharingModule, read_model_config
+from rllib_adaps.rllib.module import CRITIC_INPUT_KEY, ENGINE_KEYS, NETWORK_KEYS, PAPER_NETWORK, WEIGHT_INIT_KEY, ParameterSharingModule, read_model_config
 from rllib_adaps.rllib.module_ids import FAST_PATH_MODULE_ID, SHARED_MODULE_ID
 
 
@@ -47,14 +47,33 @@ class EnvAgents:
     action_spaces: Dict[str, gym.Space]
     #: Why the env cannot run on the fast path (None: it can).
     fast_path_problem: Optional[str] = None
+    #: The env's global state space (PettingZoo ``state_space``), if it has ``state()``.
+    state_space: Optional[gym.spaces.Box] = None
 
     @property
     def obs_dim(self) -> int:
         return max(int(np.prod(s.shape)) for s in self.observation_spaces.values())
 
     @property
+    def continuous(self) -> bool:
+        return isinstance(self.action_spaces[self.agent_ids[0]], gym.spaces.Box)
+
+    @property
     def action_sizes(self) -> List[int]:
-        return [int(self.action_spaces[a].n) for a in self.agent_ids]
+        """Actions (Discrete) or action dims (Box) per agent."""
+        spaces = [self.action_spaces[a] for a in self.agent_ids]
+        return [int(s.shape[0]) if isinstance(s, gym.spaces.Box) else int(s.n) for s in spaces]
+
+    def central_space(self, critic_input: str) -> Optional[gym.spaces.Box]:
+        """The columns a centralised critic reads after the agent's own observation."""
+        if critic_input == "joint_observations":
+            return joint_observation_space([self.observation_spaces[a] for a in self.agent_ids], self.obs_dim)
+        if critic_input == "state":
+            if self.state_space is None:
+                raise ValueError("critic_input='state' needs an env with a global state() and state_space (PettingZoo's "
+                                 "ParallelEnv API); this env has none. Use critic_input='joint_observations'.")
+            return self.state_space
+        return None
 
 
 def describe_env(config: AlgorithmConfig, pad_observations: bool = True) -> EnvAgents:
@@ -86,6 +105,10 @@ def describe_env(config: AlgorithmConfig, pad_observations: bool = True) -> EnvA
         info = EnvAgents(agent_ids, {a: env.get_observation_space(a) for a in agent_ids},
                          {a: env.get_action_space(a) for a in agent_ids})
         _check_spaces(info, pad_observations)
+        par_env = parallel_env_of(env)
+        if par_env is not None and callable(getattr(par_env, "state", None)):
+            space = getattr(par_env, "state_space", None)
+            info.state_space = space if isinstance(space, gym.spaces.Box) and len(space.shape) == 1 else None
         info.fast_path_problem = fast_path_problem(env, agent_ids)
     finally:
         env.close()
@@ -108,8 +131,7 @@ def fast_path_problem(env: Any, agent_ids: List[str]) -> Optional[str]:
     observations, _ = par_env.reset(seed=0)
     if set(par_env.agents) != set(agent_ids) or set(observations) != set(agent_ids):
         return "not every agent is present and observes after reset() (agents come and go or act in turns)"
-    spaces = [par_env.action_space(a) for a in par_env.agents]
-    observations, _, terminated, truncated, _ = par_env.step({a: int(getattr(s, "start", 0)) for a, s in zip(par_env.agents, spaces)})
+    observations, _, terminated, truncated, _ = par_env.step({a: _neutral_action(par_env.action_space(a)) for a in par_env.agents})
     ended = {a for a in agent_ids if terminated.get(a) or truncated.get(a)}
     if ended and ended != set(agent_ids):
         return "some agents ended their episode after one step while others went on"
@@ -118,16 +140,28 @@ def fast_path_problem(env: Any, agent_ids: List[str]) -> Optional[str]:
     return None
 
 
+def _neutral_action(space: gym.Space):
+    """An action valid in ``space``: the first discrete one, or the middle of a Box."""
+    if isinstance(space, gym.spaces.Box):
+        return ((space.low + space.high) / 2).astype(space.dtype)
+    return int(getattr(space, "start", 0))
+
+
 def _check_spaces(info: EnvAgents, pad_observations: bool) -> None:
     for agent in info.agent_ids:
         obs, act = info.observation_spaces[agent], info.action_spaces[agent]
         if not isinstance(obs, gym.spaces.Box) or len(obs.shape) != 1:
             raise ValueError(f"Agent {agent!r} has observation space {obs}; parameter sharing here needs flat Box observations.")
-        if not isinstance(act, gym.spaces.Discrete):
-            raise ValueError(
-                f"Agent {agent!r} has action space {act}; only Discrete action spaces are supported "
-                "(continuous actions cannot share one masked Categorical head)."
-            )
+        if isinstance(act, gym.spaces.Box):
+            if len(act.shape) != 1 or not (np.isfinite(act.low).all() and np.isfinite(act.high).all()):
+                raise ValueError(f"Agent {agent!r} has action space {act}; continuous actions need a flat Box with finite "
+                                 "bounds (the engine acts in [-1, 1] and scales to each agent's bounds).")
+        elif not isinstance(act, gym.spaces.Discrete):
+            raise ValueError(f"Agent {agent!r} has action space {act}; only Discrete and flat Box action spaces are supported.")
+    kinds = {type(info.action_spaces[a]).__name__ for a in info.agent_ids}
+    if len(kinds) > 1:
+        raise ValueError(f"Agents mix action space kinds ({', '.join(sorted(kinds))}); one shared network has one kind of "
+                         "head, so every agent needs Discrete actions or every agent Box actions.")
     dims = {int(info.observation_spaces[a].shape[0]) for a in info.agent_ids}
     if len(dims) > 1 and not pad_observations:
         raise ValueError(
@@ -139,11 +173,16 @@ def _check_spaces(info: EnvAgents, pad_observations: bool) -> None:
 def module_spec(info: EnvAgents, model_config: Dict[str, Any]) -> RLModuleSpec:
     """The engine's spec for agents ``info`` with ``model_config``."""
     spaces = [info.observation_spaces[a] for a in info.agent_ids]
+    central = info.central_space(model_config.get(CRITIC_INPUT_KEY, "observation"))
+    if info.continuous:
+        action_space = ContinuousActions([info.action_spaces[a] for a in info.agent_ids]).module_space
+    else:
+        action_space = gym.spaces.Discrete(max(info.action_sizes))
     return RLModuleSpec(
         module_class=ParameterSharingModule,
-        observation_space=padded_index_space(spaces, info.obs_dim, len(info.agent_ids)),
-        action_space=gym.spaces.Discrete(max(info.action_sizes)),
-        model_config=model_config,
+        observation_space=padded_index_space(spaces, info.obs_dim, len(info.agent_ids), central),
+        action_space=action_space,
+        model_config={**model_config, "central_dim": 0 if central is None else int(np.prod(central.shape))},
     )
 
 
@@ -177,8 +216,9 @@ def configure_sharing(
     if misplaced:
         raise ValueError(f"model_config holds {misplaced}, which configure_sharing sets itself: pass the method and its "
                          "options to configure_sharing(config, method, **options) and leave them out of model_config.")
-    read_model_config(user_model)  # refuses RLlib keys the engine would ignore, before the env is built
+    network, _ = read_model_config(user_model)  # refuses RLlib keys the engine would ignore, before the env is built
     info = describe_env(config, pad_observations)
+    _check_network(config, info, network)
     model_config = {
         **PAPER_NETWORK,
         **{k: user_model[k] for k in NETWORK_KEYS if k in user_model},
@@ -214,7 +254,14 @@ def configure_sharing(
             config.env_runners(env_runner_cls=None, env_to_module_connector=None, module_to_env_connector=None,
                                add_default_connectors_to_env_to_module_pipeline=True,
                                add_default_connectors_to_module_to_env_pipeline=True)
-        config.env_runners(env_to_module_connector=_with_user_connector(config, AgentIndexConnector(info.agent_ids, info.obs_dim)))
+        if network[CRITIC_INPUT_KEY] == "state":
+            raise ValueError(f"critic_input='state' runs on the fast path only, and this config cannot take it ({why_not_fast}); "
+                             "use critic_input='joint_observations'.")
+        if info.continuous and len(set(info.action_sizes)) > 1:
+            raise ValueError(f"Agents have Box actions of sizes {sorted(set(info.action_sizes))}; on the multi-agent path "
+                             f"({why_not_fast}) continuous actions need one size for every agent (the fast path pads them).")
+        joint = network[CRITIC_INPUT_KEY] == "joint_observations"
+        config.env_runners(env_to_module_connector=_with_user_connector(config, AgentIndexConnector(info.agent_ids, info.obs_dim, joint)))
         logger.info("configure_sharing: multi-agent path (%s; module id '%s')", why_not_fast, module_id)
     config.rl_module(rl_module_spec=spec)  # one spec: RLlib then builds it inference-only on EnvRunners (rllib.shims, note 4)
     existing = [c for c in force_list(config.callbacks_class) if c is not RLlibCallback and c is not SharingCallback]
@@ -228,6 +275,11 @@ def _why_not_fast_path(config: AlgorithmConfig, info: EnvAgents, fast_path: Opti
         raise ValueError(f"fast_path must be None (automatic), True or False, got {fast_path!r}.")
     if fast_path is False:
         return "fast_path=False"
+    if config.model_config.get("use_lstm"):
+        reason = "recurrent policies (use_lstm) need RLlib's state connectors, which the fast path leaves out"
+        if fast_path is True:
+            raise ValueError(f"fast_path=True, but the fast path cannot run this config: {reason}.")
+        return reason
     runner = config.env_runner_cls
     user_connector = getattr(config, "_env_to_module_connector", None)
     if isinstance(user_connector, _ChainedConnectors):
@@ -246,6 +298,19 @@ def _why_not_fast_path(config: AlgorithmConfig, info: EnvAgents, fast_path: Opti
     if fast_path is True:
         raise ValueError(f"fast_path=True, but the fast path cannot run this config: {reason}.")
     return reason
+
+
+def _check_network(config: AlgorithmConfig, info: EnvAgents, network: Dict[str, Any]) -> None:
+    """Combinations of network, env and algorithm the engine cannot run: refused here, by name."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    algorithm = type(config).__name__
+    if network["use_lstm"] and not isinstance(config, PPOConfig):
+        raise ValueError(f"Recurrent policies (use_lstm) run with PPO only; {algorithm} would need a recurrent target network.")
+    if info.continuous and not config.normalize_actions:
+        raise ValueError("Continuous actions need config.env_runners(normalize_actions=True) (RLlib's default): the shared "
+                         "head acts in [-1, 1] and each agent's actions are scaled to its own bounds.")
+    info.central_space(network[CRITIC_INPUT_KEY])  # an env without state() is refused here
 
 
 class _ChainedConnectors:

@@ -97,7 +97,7 @@ from ray.rllib.utils.metrics import (
 from ray.tune.registry import ENV_CREATOR, _global_registry
 
 from rllib_adaps.envs.batched import BatchedEnv, BatchedParallelEnv
-from rllib_adaps.rllib.connectors import padded_index_space
+from rllib_adaps.rllib.connectors import ContinuousActions, joint_observation_space, padded_index_space
 from rllib_adaps.rllib.module_ids import FAST_PATH_MODULE_ID
 
 logger = logging.getLogger("rllib_adaps")
@@ -166,6 +166,16 @@ class ParallelEnvCopies(BatchedEnv):
         shape = (self.num_copies, self.num_agents)
         self._obs = np.zeros((*shape, max(sizes)), np.float32)
         self._infos: List[dict] = [{} for _ in self.envs]
+        self.state_space = getattr(first, "state_space", None) if callable(getattr(first, "state", None)) else None
+        action_spaces = [first.action_space(a) for a in self.possible_agents]
+        dims = [int(s.shape[0]) for s in action_spaces if isinstance(s, gym.spaces.Box)]
+        #: Box actions of unequal sizes: each agent's own dims of the padded action row.
+        self._action_dims = dims if dims and len(set(dims)) > 1 else None
+
+    def states(self) -> np.ndarray:
+        if self.state_space is None:
+            return super().states()
+        return np.stack([np.asarray(env.state(), np.float32).ravel() for env in self.envs])
 
     def observation_space(self, agent: str) -> gym.Space:
         return self.envs[0].observation_space(agent)
@@ -196,8 +206,8 @@ class ParallelEnvCopies(BatchedEnv):
         truncated = np.zeros((self.num_copies, self.num_agents), bool)
         for copy in np.flatnonzero(active).tolist():
             env = self.envs[copy]
-            observations, rewards_c, term_c, trunc_c, self._infos[copy] = env.step(
-                dict(zip(self.possible_agents, actions[copy])))
+            row = actions[copy] if self._action_dims is None else [a[:d] for a, d in zip(actions[copy], self._action_dims)]
+            observations, rewards_c, term_c, trunc_c, self._infos[copy] = env.step(dict(zip(self.possible_agents, row)))
             try:
                 rewards[copy], terminated[copy], truncated[copy] = self._all(rewards_c), self._all(term_c), self._all(trunc_c)
             except KeyError as missing:
@@ -242,7 +252,8 @@ class SlotVectorEnv(gym.vector.VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, envs: BatchedEnv | Sequence[ParallelEnv], agent_ids: Optional[Sequence[str]] = None):
+    def __init__(self, envs: BatchedEnv | Sequence[ParallelEnv], agent_ids: Optional[Sequence[str]] = None,
+                 critic_input: str = "observation"):
         self.core: BatchedEnv = envs if isinstance(envs, BatchedEnv) else ParallelEnvCopies(envs, agent_ids)
         core = self.core
         self.agent_ids: List[str] = list(agent_ids if agent_ids is not None else core.possible_agents)
@@ -260,18 +271,38 @@ class SlotVectorEnv(gym.vector.VectorEnv):
                 raise ValueError(f"Agent {agent!r} has observation space {space}; the fast path needs flat Box observations.")
         self.obs_sizes = [int(s.shape[0]) for s in obs_spaces]
         self.obs_dim = max(self.obs_sizes)
-        self.action_sizes = [int(core.action_space(a).n) for a in self.agent_ids]
-        self.single_observation_space = padded_index_space(obs_spaces, self.obs_dim, n)
+        #: What follows each agent's own observation for a centralised critic (module.CRITIC_INPUTS).
+        self.critic_input = critic_input
+        if critic_input == "state":
+            if core.state_space is None:
+                raise ValueError(f"critic_input='state' needs an env with a global state(); {core.name} has none.")
+            central = core.state_space
+        elif critic_input == "joint_observations":
+            central = joint_observation_space(obs_spaces, self.obs_dim)
+        else:
+            central = None
+        self.central_dim = 0 if central is None else int(np.prod(central.shape))
+        self.single_observation_space = padded_index_space(obs_spaces, self.obs_dim, n, central)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self.single_action_space = gym.spaces.Discrete(max(self.action_sizes))
-        self.action_space = gym.spaces.MultiDiscrete(np.tile(self.action_sizes, self.num_copies))
+        action_spaces = [core.action_space(a) for a in self.agent_ids]
+        if isinstance(action_spaces[0], gym.spaces.Box):
+            self.continuous: Optional[ContinuousActions] = ContinuousActions(action_spaces)
+            self.action_sizes = self.continuous.dims.tolist()
+            self.single_action_space = self.continuous.module_space
+            self.action_space = batch_space(self.single_action_space, self.num_envs)
+            self._core_actions = np.zeros((self.num_copies, n, self.single_action_space.shape[0]), np.float32)
+        else:
+            self.continuous = None
+            self.action_sizes = [int(space.n) for space in action_spaces]
+            self.single_action_space = gym.spaces.Discrete(max(self.action_sizes))
+            self.action_space = gym.spaces.MultiDiscrete(np.tile(self.action_sizes, self.num_copies))
+            self._core_actions = np.zeros((self.num_copies, n), np.int64)
         self.render_mode = None
 
-        self._obs = np.zeros((self.num_copies, n, self.obs_dim + 1), np.float32)
+        self._obs = np.zeros((self.num_copies, n, self.obs_dim + self.central_dim + 1), np.float32)
         self._obs[..., -1] = np.arange(n, dtype=np.float32)
         self._all_copies = np.arange(self.num_copies)
         self._autoreset = np.zeros(self.num_copies, bool)
-        self._core_actions = np.zeros((self.num_copies, n), np.int64)
 
     @property
     def true_agent_types(self) -> Optional[Dict[str, int]]:
@@ -285,7 +316,13 @@ class SlotVectorEnv(gym.vector.VectorEnv):
 
     def _observations(self) -> np.ndarray:
         observations = self.core.observations()
-        self._obs[..., : observations.shape[-1]] = observations if self._rows is None else observations[:, self._rows]
+        own = observations if self._rows is None else observations[:, self._rows]
+        self._obs[..., : observations.shape[-1]] = own
+        if self.critic_input == "joint_observations":  # every agent's padded observation, in agent order
+            joint = self._obs[:, :, : self.obs_dim].reshape(self.num_copies, 1, -1)
+            self._obs[:, :, self.obs_dim : self.obs_dim + self.central_dim] = joint
+        elif self.critic_input == "state":
+            self._obs[:, :, self.obs_dim : self.obs_dim + self.central_dim] = self.core.states()[:, None, :]
         return self._obs.reshape(self.num_envs, -1).copy()
 
     def _infos(self) -> dict:
@@ -317,7 +354,11 @@ class SlotVectorEnv(gym.vector.VectorEnv):
         return self._observations(), self._infos()
 
     def step(self, actions):
-        actions = np.asarray(actions).reshape(self.num_copies, self.num_agents)
+        actions = np.asarray(actions).reshape(self.num_copies, self.num_agents, -1)
+        if self.continuous is not None:
+            actions = self.continuous.to_env(actions)
+        else:
+            actions = actions[..., 0]
         if self._rows is None:
             core_actions = actions
         else:
@@ -524,7 +565,8 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
             first.close()
         else:
             copies = [first] + [parallel_env() for _ in range(num_copies - 1)]
-        self.env = DictInfoToList(SlotVectorEnv(copies, self.agent_ids))
+        critic_input = dict(self.config.rl_module_spec.model_config or {}).get("critic_input", "observation")
+        self.env = DictInfoToList(SlotVectorEnv(copies, self.agent_ids, critic_input=critic_input))
         self.num_envs = self.env.num_envs
         self._needs_initial_reset = True
         make_callback(
