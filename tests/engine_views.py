@@ -31,7 +31,7 @@ def module_view(module) -> dict:
     module = module.unwrapped() if hasattr(module, "unwrapped") else module
     state = module.state_dict()
     view = {name: state[name].cpu().numpy().copy() for name in TABLES}
-    view.update({k: v.detach().cpu().numpy().copy() for k, v in state.items() if k.startswith("actor.")})
+    view.update({k: v.detach().cpu().numpy().copy() for k, v in state.items() if k.startswith(("actor", "log_std"))})
     view["module_ids"] = None
     return view
 

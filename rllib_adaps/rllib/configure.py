@@ -308,7 +308,7 @@ def _check_network(config: AlgorithmConfig, info: EnvAgents, network: Dict[str, 
     if network["use_lstm"] and not isinstance(config, PPOConfig):
         raise ValueError(f"Recurrent policies (use_lstm) run with PPO only; {algorithm} would need a recurrent target network.")
     if info.continuous and not config.normalize_actions:
-        raise ValueError("Continuous actions need config.env_runners(normalize_actions=True) (RLlib's default): the shared "
+        raise ValueError("Continuous actions need config.environment(normalize_actions=True) (RLlib's default): the shared "
                          "head acts in [-1, 1] and each agent's actions are scaled to its own bounds.")
     info.central_space(network[CRITIC_INPUT_KEY])  # an env without state() is refused here
 

@@ -113,6 +113,9 @@ def read_model_config(model_config: Dict[str, Any], default_method: str = "fups"
             raise ValueError(f"Unknown model_config key {key!r}.{did_you_mean(key, [*own, *rllib_defaults])}")
     cfg = {**PAPER_NETWORK, **{k: None for k in ENGINE_KEYS}}
     cfg.update({k: v for k, v in model_config.items() if k in cfg})
+    if cfg["vf_share_layers"] and (cfg[CRITIC_INPUT_KEY] != "observation" or cfg[CRITIC_SHARING_KEY] != "method"):
+        raise ValueError(f"model_config[{CRITIC_INPUT_KEY!r}] and [{CRITIC_SHARING_KEY!r}] choose a separate critic; "
+                         "they need vf_share_layers=False.")
     return cfg, spec
 
 
@@ -253,9 +256,6 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
         if cfg[CRITIC_INPUT_KEY] != "observation" and not cfg["central_dim"]:
             raise ValueError(f"model_config[{CRITIC_INPUT_KEY!r}] = {cfg[CRITIC_INPUT_KEY]!r} needs the centralised critic's "
                              "columns in the observations: set the method up with configure_sharing().")
-        if cfg["vf_share_layers"] and (cfg[CRITIC_INPUT_KEY] != "observation" or cfg[CRITIC_SHARING_KEY] != "method"):
-            raise ValueError(f"model_config[{CRITIC_INPUT_KEY!r}] and [{CRITIC_SHARING_KEY!r}] choose a separate critic; "
-                             "they need vf_share_layers=False.")
 
     # ---------------------------------------------------------------- tables
     def used_slices(self) -> torch.Tensor:
