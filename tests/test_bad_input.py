@@ -20,8 +20,10 @@ class TwoKinds(MultiAgentEnv):
         self.possible_agents = self.agents = ["a", "b", "c"]
         dims = config.get("obs_dims", [4, 4, 4])
         self.observation_spaces = {a: gym.spaces.Box(-1, 1, (d,) if isinstance(d, int) else tuple(d), np.float32) for a, d in zip(self.agents, dims)}
-        if config.get("continuous"):
-            self.action_spaces = {a: gym.spaces.Box(-1, 1, (2,), np.float32) for a in self.agents}
+        if config.get("unbounded_actions"):
+            self.action_spaces = {a: gym.spaces.Box(-np.inf, np.inf, (2,), np.float32) for a in self.agents}
+        elif config.get("multi_discrete"):
+            self.action_spaces = {a: gym.spaces.MultiDiscrete([3, 3]) for a in self.agents}
         else:
             self.action_spaces = {a: gym.spaces.Discrete(3) for a in self.agents}
 
@@ -67,7 +69,8 @@ def own(env_config=None):
         (bps, "snp", {"pruning_rate": 1.0}, "pruning_rate must be a number in \\[0, 1\\)"),
         (bps, "adaps", {"masked_networks": ["policy"]}, "masked_networks must be a non-empty subset"),
         (lambda: own({"obs_dims": [4, 6, 4]}), "adaps", {"pad_observations": False}, "observation sizes \\[4, 6\\].*pad_observations=True"),
-        (lambda: own({"continuous": True}), "fups", {}, "only Discrete action spaces are supported"),
+        (lambda: own({"unbounded_actions": True}), "fups", {}, "continuous actions need a flat Box with finite bounds"),
+        (lambda: own({"multi_discrete": True}), "fups", {}, "only Discrete and flat Box action spaces are supported"),
         (lambda: own({"obs_dims": [[2, 2], [2, 2], [2, 2]]}), "fups", {}, "needs flat Box observations"),
         (lambda: PPOConfig().environment("no_such_env"), "fups", {}, "Unknown env 'no_such_env'"),
         (lambda: PPOConfig(), "fups", {}, "needs an env"),
@@ -115,7 +118,7 @@ def test_sharing_options_in_model_config_are_refused_on_the_configure_route():
 
 class BoxActions(ParallelEnv):
     """A PettingZoo env with continuous actions whose step reads ``action.shape``, as mpe2's do:
-    stepped with an integer it fails inside the env."""
+    stepped with an integer it would fail inside the env."""
 
     metadata = {"name": "box_actions"}
 
@@ -141,14 +144,17 @@ class BoxActions(ParallelEnv):
 
 
 @pytest.mark.parametrize("fast_path", [None, False])
-def test_unsupported_action_spaces_are_refused_before_the_env_is_stepped(fast_path):
+def test_box_actions_env_is_checked_with_box_actions(fast_path):
+    """The fast-path check steps the env with an action of its own kind (the middle of the Box)."""
     from ray.tune.registry import register_env
 
     from rllib_adaps.envs import OrderedParallelEnv
+    from rllib_adaps.rllib.module_ids import sharing_module_id
 
     register_env("box_actions", lambda cfg: OrderedParallelEnv(BoxActions()))
-    with pytest.raises(ValueError, match="Agent 'a' has action space Box.*only Discrete action spaces are supported"):
-        configure_sharing(PPOConfig().environment("box_actions"), "adaps", fast_path=fast_path)
+    config = configure_sharing(PPOConfig().environment("box_actions"), "adaps", fast_path=fast_path)
+    assert sharing_module_id(config) == ("shared" if fast_path is False else "default_policy")
+    assert config.rl_module_spec.action_space == gym.spaces.Box(-1, 1, (2,), np.float32)
 
 
 @pytest.mark.parametrize("method", ["adaps", "seps"])
