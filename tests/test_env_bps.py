@@ -323,3 +323,22 @@ def test_constructor_arguments_match_env_config():
     np.testing.assert_array_equal(from_args.obs_permutations, from_config.obs_permutations)
     with pytest.raises(EnvConfigError, match="max_steps"):
         BlindParticleSpread(max_steps=0)
+
+
+def test_continuous_forces_move_agents_as_the_discrete_moves_do():
+    """``continuous_actions``: a unit force along an axis is MPE's discrete move along it; the
+    PettingZoo API holds, forces are clipped to [-1, 1], and a bad action is a clear error."""
+    discrete, continuous = BlindParticleSpread(preset="v1"), BlindParticleSpread(preset="v1", continuous_actions=True)
+    parallel_api_test(BlindParticleSpread(preset="v1", continuous_actions=True), num_cycles=5)
+    discrete.reset(seed=4)
+    continuous.reset(seed=4)
+    forces = {0: [0, 0], 1: [-1, 0], 2: [3, 0], 3: [0, -1], 4: [0, 1]}  # 3 is clipped to 1
+    for step in range(6):
+        moves = {a: (i + step) % 5 for i, a in enumerate(discrete.possible_agents)}
+        obs_d, rew_d, *_ = discrete.step(moves)
+        obs_c, rew_c, *_ = continuous.step({a: np.array(forces[m], np.float32) for a, m in moves.items()})
+        for agent in discrete.possible_agents:
+            np.testing.assert_allclose(obs_c[agent], obs_d[agent], rtol=1e-6)
+            assert rew_c[agent] == pytest.approx(rew_d[agent])
+    with pytest.raises(ValueError, match="finite arrays of shape \\(2,\\)"):
+        continuous.step({a: np.array([np.nan, 0.0]) for a in continuous.possible_agents})

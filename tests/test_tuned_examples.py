@@ -15,6 +15,8 @@ generate = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(generate)
 
 FILES = sorted((ROOT / "tuned_examples").glob("*.yaml"))
+FEATURE_FILES = [p for p in FILES if p.stem.rsplit("_", 1)[-1] not in generate.ENVS]
+METHOD_FILES = [p for p in FILES if p not in FEATURE_FILES]
 
 
 def test_files_match_their_generator():
@@ -25,12 +27,12 @@ def test_files_match_their_generator():
 
 
 def test_every_method_and_env_has_a_file():
-    names = {p.stem for p in FILES}
+    names = {p.stem for p in METHOD_FILES}
     assert {f"{m}_{e}" for m in generate.METHODS for e in generate.ENVS} == names
     assert "adaps_lbf" in names
 
 
-@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+@pytest.mark.parametrize("path", METHOD_FILES, ids=[p.stem for p in METHOD_FILES])
 def test_tuned_example_builds(path):
     experiment = build_experiment(path)
     method, env = path.stem.rsplit("_", 1)
@@ -54,3 +56,26 @@ def test_tuned_example_builds(path):
     written = generate.experiment(method, env)[f"{method}-{env}"]["sharing"]
     assert SharingSpec.build(method, {k: v for k, v in written.items() if k != "method"}) == sharing
     assert experiment.stop
+
+
+@pytest.mark.parametrize("path", FEATURE_FILES, ids=[p.stem for p in FEATURE_FILES])
+def test_feature_example_builds_with_its_network(path):
+    """The network examples: continuous BPS, a recurrent policy on LBF with partial sight, a
+    centralised critic on BPS; each reaches the module as written (and the recurrent one runs
+    on RLlib's multi-agent path, which has the state connectors)."""
+    experiment = build_experiment(path)
+    config = experiment.config
+    config.validate()
+    model = config.rl_module_spec.model_config
+    feature = path.stem.rsplit("_", 1)[-1] if not path.stem.endswith("central_critic") else "central_critic"
+    method, env, changes = generate.FEATURES[feature]
+    assert model["sharing_method"] == method and config.env == env
+    for key, value in changes.get("model_config", {}).items():
+        assert model[key] == value
+    for key, value in changes.get("env_config", {}).items():
+        assert config.env_config[key] == value
+    assert (config.env_runner_cls is FastPathEnvRunner) == (feature != "recurrent")
+    if feature == "continuous":
+        assert config.rl_module_spec.action_space.shape == (2,)
+    if feature == "central_critic":
+        assert model["central_dim"] > 0

@@ -102,7 +102,10 @@ class BatchedParallelEnv(TypedParallelEnv):
         self.own_observation_features = self.core.own_observation_features
         self.metadata = {"name": self.core.name, "render_modes": []}
         self.render_mode = None
-        self._num_actions = np.array([self.core.action_space(a).n for a in self.possible_agents])
+        first_space = self.core.action_space(self.possible_agents[0])
+        #: Box actions: the shape of one agent's action (None: Discrete actions).
+        self._box_shape = first_space.shape if isinstance(first_space, spaces.Box) else None
+        self._num_actions = None if self._box_shape else np.array([self.core.action_space(a).n for a in self.possible_agents])
         self._every_action = operator.itemgetter(*self.possible_agents) if len(self.possible_agents) > 1 else (
             lambda actions, agent=self.possible_agents[0]: (actions[agent],))
         self._all_copies = np.zeros(1, dtype=np.intp)
@@ -144,6 +147,15 @@ class BatchedParallelEnv(TypedParallelEnv):
             self.agents = []
         return results
 
+    def _box_array(self, values: list) -> np.ndarray:
+        try:
+            array = np.asarray(values, dtype=np.float32)
+        except (TypeError, ValueError):
+            array = None
+        if array is None or array.shape != (len(values), *self._box_shape) or not np.isfinite(array).all():
+            raise ValueError(f"{self.core.name}: actions must be finite arrays of shape {self._box_shape}, got {values!r}.")
+        return array
+
     def _action_array(self, actions: Mapping[str, Any]) -> np.ndarray:
         """The action dict as ints in agent order; clear errors for missing or invalid actions."""
         try:
@@ -154,6 +166,8 @@ class BatchedParallelEnv(TypedParallelEnv):
             if idle is None:
                 raise ValueError(f"{self.core.name}: no action given for live agent '{missing[0]}'.") from None
             values = [actions[a] if a in actions else idle[i] for i, a in enumerate(self.possible_agents)]
+        if self._box_shape is not None:
+            return self._box_array(values)
         try:
             array = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError):

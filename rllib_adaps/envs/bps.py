@@ -60,6 +60,7 @@ CONFIG_KEYS = (
     "max_steps",
     "reward_scale",
     "permutation_seed",
+    "continuous_actions",
 )
 
 # MPE world constants.
@@ -138,6 +139,7 @@ class BPSParams:
     max_steps: int
     reward_scale: float
     permutation_seed: int
+    continuous_actions: bool = False
 
     @classmethod
     def build(
@@ -148,6 +150,7 @@ class BPSParams:
         max_steps: int = 50,
         reward_scale: float = 0.5,
         permutation_seed: int = 0,
+        continuous_actions: bool = False,
     ) -> "BPSParams":
         if preset is not None and agents_per_type is not None:
             raise EnvConfigError(
@@ -166,6 +169,7 @@ class BPSParams:
             max_steps=check_int(ENV_NAME, "max_steps", max_steps, 1),
             reward_scale=_check_reward_scale(reward_scale),
             permutation_seed=check_int(ENV_NAME, "permutation_seed", permutation_seed, 0),
+            continuous_actions=check_bool(ENV_NAME, "continuous_actions", continuous_actions),
         )
 
 
@@ -186,7 +190,9 @@ class BlindParticleSpreadBatch(BatchedEnv):
         self.agent_type_index = np.repeat(np.arange(self.num_types), params.agents_per_type)
         self.true_agent_types = dict(zip(self.possible_agents, self.agent_type_index.tolist()))
         self._observation_space = spaces.Box(-np.inf, np.inf, shape=(self.obs_dim,), dtype=np.float32)
-        self._action_space = spaces.Discrete(NUM_ACTIONS)
+        # Continuous: a force in [-1, 1] per axis (MPE's continuous spread moves the same way);
+        # discrete: MPE's five moves, each a unit force along one axis.
+        self._action_space = spaces.Box(-1.0, 1.0, (2,), np.float32) if params.continuous_actions else spaces.Discrete(NUM_ACTIONS)
         #: Per-type observation permutations (None when observations are not shuffled).
         self.obs_permutations: np.ndarray | None = None
         self._agent_obs_permutation: np.ndarray | None = None
@@ -209,8 +215,13 @@ class BlindParticleSpreadBatch(BatchedEnv):
     def observation_space(self, agent: str) -> spaces.Box:
         return self._observation_space
 
-    def action_space(self, agent: str) -> spaces.Discrete:
+    def action_space(self, agent: str) -> spaces.Discrete | spaces.Box:
         return self._action_space
+
+    def _velocity_change(self, actions: np.ndarray) -> np.ndarray:
+        if self.params.continuous_actions:  # [C, N, 2] forces, clipped to the action space
+            return np.clip(actions, -1.0, 1.0) * (SENSITIVITY / AGENT_MASS * TIMESTEP)
+        return self._velocity_change_per_action[actions]
 
     def reset_copies(self, copies: np.ndarray, seeds: Sequence[int | None]) -> None:
         """Same draws per copy as one env: agent positions, then landmark positions."""
@@ -232,7 +243,7 @@ class BlindParticleSpreadBatch(BatchedEnv):
             return self._step_some(actions, active)
         velocities = self.agent_velocities
         velocities *= 1.0 - DAMPING
-        velocities += self._velocity_change_per_action[actions]
+        velocities += self._velocity_change(actions)
         self.agent_positions += velocities * TIMESTEP
         self.steps_taken += 1
         distances = self._observe(slice(None))
@@ -242,7 +253,7 @@ class BlindParticleSpreadBatch(BatchedEnv):
     def _step_some(self, actions: np.ndarray, active: np.ndarray):
         copies = np.flatnonzero(active)
         velocities = self.agent_velocities[copies] * (1.0 - DAMPING)
-        velocities += self._velocity_change_per_action[actions[copies]]
+        velocities += self._velocity_change(actions[copies])
         self.agent_velocities[copies] = velocities
         self.agent_positions[copies] += velocities * TIMESTEP
         self.steps_taken[copies] += 1
@@ -278,7 +289,8 @@ class BlindParticleSpread(BatchedParallelEnv):
     relative to the agent, in landmark order. With ``shuffle_obs`` the vector is permuted by
     a fixed per-type permutation (``obs_permutations[type]``: shuffled[k] = plain[perm[k]]).
     Reward: -reward_scale x distance to the own type's landmark, per agent. Episodes end by
-    truncation after ``max_steps`` steps.
+    truncation after ``max_steps`` steps. Actions: MPE's five discrete moves, or with
+    ``continuous_actions`` a ``Box(-1, 1, (2,))`` force (x, y) of the same strength per axis.
     """
 
     def __init__(
@@ -289,8 +301,10 @@ class BlindParticleSpread(BatchedParallelEnv):
         max_steps: int = 50,
         reward_scale: float = 0.5,
         permutation_seed: int = 0,
+        continuous_actions: bool = False,
     ):
-        self.params = BPSParams.build(preset, agents_per_type, shuffle_obs, max_steps, reward_scale, permutation_seed)
+        self.params = BPSParams.build(preset, agents_per_type, shuffle_obs, max_steps, reward_scale, permutation_seed,
+                                      continuous_actions)
         super().__init__(functools.partial(BlindParticleSpreadBatch, self.params))
         self.metadata = {"name": "blind_particle_spread_v0", "render_modes": []}
         self.preset = self.params.preset
