@@ -290,3 +290,23 @@ def test_two_learners_stay_identical_with_a_recurrent_continuous_actor_and_a_cen
         assert any(k.startswith("actor_cell") for k in first)
     finally:
         algo.stop()
+
+
+@pytest.mark.parametrize("method", ["seps", "snp", "fups_id"])
+def test_every_method_trains_with_every_feature_at_once(registered, method):
+    """Continuous actions, an LSTM and a centralised critic together (RLlib's multi-agent path):
+    SePS copies its slices with the recurrent cell's, SNP-PS masks the recurrent units, FuPS+id
+    widens the input; after the install every EnvRunner holds the Learner's module."""
+    model = {"use_lstm": True, "lstm_cell_size": 8, "max_seq_len": 5, "critic_input": "joint_observations"}
+    options = dict(shared_training_env_steps=200, identity_env_steps=200, num_clusters=2, **QUICK_FIT) if method == "seps" else {}
+    algo = rllib_adaps.configure_sharing(small("spread_continuous", model, num_env_runners=1), method, **options).build_algo()
+    try:
+        results = [algo.train() for _ in range(2)]
+        assert np.isfinite(results[-1]["env_runners"]["episode_return_mean"])
+        if method == "seps":
+            assert results[-1][RESULT_KEY]["done"]
+        learner = learner_views(algo)[0]
+        for view in runner_views(algo):
+            assert_same_module(learner, view)
+    finally:
+        algo.stop()
