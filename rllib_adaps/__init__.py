@@ -36,6 +36,8 @@ _EXPORTS = {
     "a2c_settings": "rllib_adaps.rllib.configure",
     "configure_sharing": "rllib_adaps.rllib.configure",
     "PLAIN_LOSS": "rllib_adaps.rllib.configure",
+    "TestReturns": "rllib_adaps.rllib.test_returns",
+    "with_test_returns": "rllib_adaps.rllib.test_returns",
     "METHODS": "rllib_adaps.methods",
     "SharingSpec": "rllib_adaps.methods",
     "PretrainingOptions": "rllib_adaps.methods",

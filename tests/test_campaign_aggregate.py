@@ -19,7 +19,8 @@ from bench.campaign import protocol, report, results  # noqa: E402
 from bench.campaign.protocol import Protocol  # noqa: E402
 
 
-def write_trial(storage: Path, experiment: str, seed: int, returns, ari=None, finished=True, parameters=1000, ari_from_half=None):
+def write_trial(storage: Path, experiment: str, seed: int, returns, ari=None, finished=True, parameters=1000, ari_from_half=None,
+                tests=None):
     trial = storage / experiment / f"PPO_bps_{seed:05d}"
     trial.mkdir(parents=True)
     rows = []
@@ -27,6 +28,11 @@ def write_trial(storage: Path, experiment: str, seed: int, returns, ari=None, fi
         row = {"training_iteration": i + 1, "config": {"seed": seed}, "done": finished and i == len(returns) - 1,
                "env_runners": {"num_env_steps_sampled_lifetime": 1000 * (i + 1), "episode_return_mean": float(value)}}
         row["sharing"] = {"parameters_in_use": parameters, "parameters_allocated": parameters}
+        if tests is not None:  # (greedy, sampled) tested every second iteration; RLlib repeats the last test in between
+            tested = i - i % 2
+            greedy, sampled = tests[tested]
+            row["evaluation"] = {"test_returns": {"env_steps": 1000 * (tested + 1), "greedy_return_mean": greedy,
+                                                  "sampled_return_mean": sampled, "episodes": 20}}
         if ari is not None:
             later = ari_from_half is not None and i >= len(returns) // 2  # e.g. rows after a restore
             row["identity_pretraining"] = {"done": True, "adjusted_rand_index": ari_from_half if later else ari}
@@ -182,7 +188,7 @@ def test_ppo_cause_knobs_change_what_they_say_alone():
     assert Protocol("bps_v1", "adaps", "ppo", 0, 8, num_epochs=4).name == "bps_v1-adaps-ppo"
     plain = Protocol("bps_v1", "adaps", "ppo", num_env_runners=0, envs_per_runner=8, num_epochs=1, plain_loss=True).algorithm_config()
     assert (plain.use_kl_loss, plain.kl_coeff, plain.vf_clip_param) == (False, 0.0, float("inf"))
-    assert (papers.use_kl_loss, papers.vf_clip_param) == (True, 10.0)  # RLlib's PPO defaults, as the campaign ran
+    assert (papers.use_kl_loss, papers.vf_clip_param) == (True, float("inf"))  # protocol 2: the value loss unclipped
     assert (plain.num_epochs, plain.minibatch_size, plain.clip_param) == (1, papers.minibatch_size, papers.clip_param)
     assert Protocol("bps_v1", "adaps", "ppo", 0, 8, num_epochs=1, plain_loss=True).name == "bps_v1-adaps-ppo+1ep+plain"
 
@@ -235,3 +241,38 @@ def test_a_restored_trial_counts_the_kept_timeline_only(tmp_path):
     (archived,) = results.read_archive(out / results.ARCHIVE)
     assert list(archived["returns"]) == list(run["returns"])
     assert results.area_under_curve(archived) == pytest.approx(results.area_under_curve(run))
+
+
+def test_protocol_two_tests_every_run_and_runs_the_reference_a2c():
+    """Every run measures test returns at points that end at the budget; A2C is the reference
+    code's unless the +rllib ablation asks for RLlib's; PPO's value loss is not clipped."""
+    from rllib_adaps.rllib.learner import ReferenceA2CLearner
+    from rllib_adaps.rllib.test_returns import TestReturns
+
+    a2c = Protocol("bps_v1", "fups", "a2c", 0, 8).algorithm_config()
+    assert isinstance(a2c.custom_evaluation_function, TestReturns) and a2c.custom_evaluation_function.episodes == 20
+    iterations = protocol.SCENARIOS["bps_v1"]["env_steps"] // protocol.ENV_STEPS_PER_RESULT
+    assert iterations % a2c.evaluation_interval == 0 and 15 <= iterations // a2c.evaluation_interval <= 30
+    assert a2c.learner_class is ReferenceA2CLearner and a2c.grad_clip == 0.5
+    ablation = Protocol("bps_v1", "fups", "a2c", 0, 8, rllib_a2c=True)
+    assert ablation.name == "bps_v1-fups-a2c+rllib" and ablation.algorithm_config().grad_clip is None
+    for budget in (160_000, 300_000, 400_000, 500_000, 2_000_000, 3_000):
+        every = protocol.test_every_iterations(budget)
+        assert (budget // protocol.ENV_STEPS_PER_RESULT) % every == 0
+
+
+def test_the_score_is_the_test_return_at_the_end(tmp_path):
+    """Test columns come from the tests (one per tested env step, repeats dropped), not from the
+    training returns: here the training returns rank the methods one way and the tests the other."""
+    storage, out = tmp_path / "storage", tmp_path / "out"
+    for seed in range(5):
+        write_trial(storage, "bps_v1-adaps-a2c", seed, [1.0 + 0.01 * seed] * 6, tests=[(-5.0 + seed * 0.01, -6.0)] * 6)
+        write_trial(storage, "bps_v1-fups-a2c", seed, [9.0 + 0.01 * seed] * 6, tests=[(-9.0 + seed * 0.01, -9.5)] * 6)
+    run = results.read_runs(storage)[0]
+    assert run["test_steps"].tolist() == [1000.0, 3000.0, 5000.0]
+    rows = {r["method"]: r for r in report.aggregate(storage, out, reps=200)}
+    assert rows["adaps"]["test_iqm"] > rows["fups"]["test_iqm"] and rows["adaps"]["iqm"] < rows["fups"]["iqm"]
+    assert rows["adaps"]["test_low"] <= rows["adaps"]["test_iqm"] <= rows["adaps"]["test_high"]
+    assert rows["fups"]["test_sampled_iqm"] == pytest.approx(-9.5)
+    again = {r["method"]: r for r in report.aggregate(tmp_path / "none", out, reps=200)}  # from the archive alone
+    assert again == rows

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("rliable")
@@ -21,7 +22,7 @@ from bench.campaign.run import run  # noqa: E402
 def smoke_args(storage: Path, resume: bool) -> argparse.Namespace:
     return argparse.Namespace(
         scenarios=["bps_v1"], methods=["fups"], seeds="0", algorithm="ppo", env_steps=2000,
-        num_env_runners=0, envs_per_runner=8, rollout_steps=None, num_epochs=None, plain_loss=False,
+        num_env_runners=0, envs_per_runner=8, rollout_steps=None, num_epochs=None, plain_loss=False, rllib_a2c=False,
         checkpoint_every=20, address=None, resume=resume, storage=str(storage),
     )
 
@@ -32,6 +33,8 @@ def test_run_is_a_tune_experiment_that_skips_or_resumes_what_exists(tmp_path, ca
     runs = read_runs(storage)
     assert [(r["scenario"], r["method"], r["algorithm"], r["seed"]) for r in runs] == [("bps_v1", "fups", "ppo", 0)]
     assert runs[0]["steps"][-1] >= 2000
+    # protocol 2: the run was tested at its end, greedy and sampled, through RLlib's evaluation
+    assert runs[0]["test_steps"].tolist() == [runs[0]["steps"][-1]] and np.isfinite(runs[0]["test_greedy"]).all()
     result_file = next(storage.glob("bps_v1-fups-ppo/*/result.json"))
     rows_before = result_file.read_text().count("\n")
     capsys.readouterr()

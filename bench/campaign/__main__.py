@@ -36,6 +36,10 @@ def main() -> None:
     run_parser.add_argument("--plain-loss", action="store_true",
                             help="PPO without its KL penalty and value-loss clipping (a2c_settings' loss; the clipped "
                                  "ratio stays); for cause experiments, named apart (e.g. bps_v1-adaps-ppo+1ep+plain)")
+    run_parser.add_argument("--rllib-a2c", action="store_true",
+                            help="A2C with RLlib's PPO loss pieces (standardised advantages, mean over agent rows, Adam eps "
+                                 "1e-8, no clipping, torch's init) instead of the reference code's; an ablation, named "
+                                 "apart (e.g. bps_v1-adaps-a2c+rllib)")
     run_parser.add_argument("--checkpoint-every", type=int, default=20, help="iterations between checkpoints")
     run_parser.add_argument("--address", default=None, help="a Ray cluster (default: a local Ray instance)")
     run_parser.add_argument("--resume", action="store_true")
@@ -55,6 +59,8 @@ def main() -> None:
             parser.error("--rollout-steps sets A2C's rollouts; PPO's batch is ALGORITHMS['ppo']")
         if args.num_epochs is not None and (args.algorithm != "ppo" or args.num_epochs < 1):
             parser.error("--num-epochs sets PPO's passes over each batch (a positive integer); A2C takes one step per batch")
+        if args.rllib_a2c and args.algorithm != "a2c":
+            parser.error("--rllib-a2c changes A2C's loss")
         if args.plain_loss and args.algorithm != "ppo":
             parser.error("--plain-loss changes PPO's loss; A2C's (a2c_settings) is already plain")
         if not run(args):

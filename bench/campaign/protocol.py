@@ -1,10 +1,17 @@
-"""What every run of the campaign is trained with, fixed before any run.
+"""What every run of the campaign is trained with and measured by, fixed before any run.
 
 Settings are equal for every method (``SCENARIOS``, ``ALGORITHMS``): the same PPO (or A2C)
 hyper-parameters, network (64x64), env-step budget and stop criterion, so that a difference in
 the statistics is the method's. The identity collection of AdaPS and SePS counts toward that
 budget (it is sampled env steps). ``Protocol`` is one (scenario, method) under these settings,
 with the knobs of the cause experiments; the seed is left to Tune's grid.
+
+Protocol 2 (campaign v2): every run measures test returns (``TEST_RETURNS``: 20 episodes,
+greedy and sampled, at about 20 evenly spaced points of the budget and at its end); A2C is the
+reference code's (``a2c_settings(reference=True)``; RLlib's variant is the ``+rllib``
+ablation); PPO's value loss is not clipped (RLlib's ``vf_clip_param`` 10 clipped away the early
+critic gradients of per-agent values in the tens). Protocol 1 (``docs/results/campaign``) had
+none of the three.
 """
 
 from __future__ import annotations
@@ -44,12 +51,27 @@ COMPARISON = ["bps_v1", "bps_v2", "lbf", "crware_easy"]
 #: of 40 env steps); one ``train()`` (one Tune result) runs 50 such steps (2,000 env steps).
 ALGORITHMS = {
     "ppo": {"training": {"lr": 3e-4, "gamma": 0.99, "entropy_coeff": 0.01, "vf_loss_coeff": 0.5,
-                         "train_batch_size_per_learner": 2000, "minibatch_size": 500, "num_epochs": 4}},
+                         "train_batch_size_per_learner": 2000, "minibatch_size": 500, "num_epochs": 4,
+                         "vf_clip_param": float("inf")}},
     # plus rllib_adaps.a2c_settings (lr 3e-4, entropy 0.01, ...); env_copies: the papers' 8
     # parallel envs (--envs-per-runner x EnvRunners), which Protocol.name checks
     "a2c": {"rollout_steps": 5, "env_copies": 8, "env_steps_per_result": 2000},
 }
 PRETRAINING = {"identity_env_steps": 3_000}  # the default timeline: fit on the initial policy's transitions
+#: Env steps per ``train()`` result, both algorithms (PPO's batch; A2C's ``env_steps_per_result``).
+ENV_STEPS_PER_RESULT = 2000
+#: Test returns: ``episodes`` per mode on a local evaluation EnvRunner, at about ``points`` evenly
+#: spaced points of the budget, the last at its end.
+TEST_RETURNS = {"episodes": 20, "points": 20}
+
+
+def test_every_iterations(env_steps: int) -> int:
+    """Iterations between tests: a divisor of the run's iterations, so the last test is at the end."""
+    iterations = max(1, env_steps // ENV_STEPS_PER_RESULT)
+    every = max(1, iterations // TEST_RETURNS["points"])
+    while iterations % every:
+        every -= 1
+    return every
 
 
 @dataclass(frozen=True)
@@ -70,6 +92,8 @@ class Protocol:
     rollout_steps: int | None = None
     num_epochs: int | None = None
     plain_loss: bool = False
+    rllib_a2c: bool = False
+    env_steps: int | None = None  # the budget (None: the scenario's); sets where tests fall
 
     @property
     def env_copies(self) -> int:
@@ -90,6 +114,8 @@ class Protocol:
             rollout = self.rollout_steps or ALGORITHMS["a2c"]["rollout_steps"]
             if (rollout, self.env_copies) != (ALGORITHMS["a2c"]["rollout_steps"], ALGORITHMS["a2c"]["env_copies"]):
                 algorithm = f"a2c+{rollout}x{self.env_copies}"
+            if self.rllib_a2c:
+                algorithm += "+rllib"
         else:
             if self.num_epochs and self.num_epochs != ALGORITHMS["ppo"]["training"]["num_epochs"]:
                 algorithm += f"+{self.num_epochs}ep"
@@ -117,7 +143,8 @@ class Protocol:
             config = rllib_adaps.a2c_settings(
                 config.env_runners(rollout_fragment_length=rollout_steps)
                 .training(train_batch_size_per_learner=rollout_steps * self.env_copies)
-                .reporting(min_sample_timesteps_per_iteration=settings["env_steps_per_result"], min_time_s_per_iteration=0)
+                .reporting(min_sample_timesteps_per_iteration=settings["env_steps_per_result"], min_time_s_per_iteration=0),
+                reference=not self.rllib_a2c,
             )
         else:
             config = config.training(**settings["training"])
@@ -126,7 +153,9 @@ class Protocol:
             if self.plain_loss:
                 config = config.training(**PLAIN_LOSS)
         options = dict(PRETRAINING) if self.method in ("adaps", "seps") else {}
-        return rllib_adaps.configure_sharing(config, self.method, **options)
+        config = rllib_adaps.configure_sharing(config, self.method, **options)
+        every = test_every_iterations(self.env_steps or SCENARIOS[self.scenario]["env_steps"])
+        return rllib_adaps.with_test_returns(config, every_iterations=every, episodes=TEST_RETURNS["episodes"])
 
 
 def env_seed_range(seed: int, num_env_runners: int, envs_per_runner: int) -> range:

@@ -1,8 +1,11 @@
 """The campaign's statistics and exports, per scenario and method, from the runs alone.
 
 With rliable (95% stratified bootstrap intervals), into the output folder:
-- ``summary.csv``: scenario, method, seeds, env_steps, iqm, iqm_low, iqm_high, mean, mean_low,
-  mean_high (final return), ari (mean ARI of the runs that cluster; empty for other methods);
+- ``summary.csv``: scenario, method, seeds, env_steps, test_iqm, test_low, test_high (the
+  greedy test return at the end), test_sampled_iqm, test_auc_iqm (the greedy test curve's
+  normalised area), then iqm, iqm_low, iqm_high, mean, mean_low, mean_high (the final training
+  return), ari (mean ARI of the runs that cluster; empty for other methods). Test columns are
+  empty for runs without tests (protocol 1);
 - ``learning_speed.csv``: scenario, method, seeds, env_steps, auc_iqm, auc_low, auc_high: IQM
   of the return averaged over the whole run (the normalised area under the curve), where final
   returns tie at a ceiling;
@@ -25,10 +28,13 @@ from typing import Dict, List
 
 import numpy as np
 
-from .results import ARCHIVE, area_under_curve, final_return, merge_runs, read_archive, read_runs, write_archive
+from .results import (ARCHIVE, area_under_curve, final_return, final_test_return, has_tests, merge_runs, read_archive, read_runs,
+                      test_area_under_curve, write_archive)
 
 CURVE_POINTS = 50  # env-step grid of the curves
-SUMMARY_FIELDS = ["scenario", "method", "seeds", "env_steps", "iqm", "iqm_low", "iqm_high", "mean", "mean_low", "mean_high", "ari"]
+TEST_FIELDS = ["test_iqm", "test_low", "test_high", "test_sampled_iqm", "test_auc_iqm"]
+SUMMARY_FIELDS = ["scenario", "method", "seeds", "env_steps", *TEST_FIELDS, "iqm", "iqm_low", "iqm_high", "mean", "mean_low",
+                  "mean_high", "ari"]
 SPEED_FIELDS = ["scenario", "method", "seeds", "env_steps", "auc_iqm", "auc_low", "auc_high"]
 IMPROVEMENT_FIELDS = ["scenario", "method", "p_adaps_better", "low", "high"]
 MODEL_SIZE_FIELDS = ["scenario", "method", "parameters_in_use", "parameters_allocated"]
@@ -61,12 +67,13 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
         iqm, iqm_ci = interval_estimates(scores, lambda s: np.array([metrics.aggregate_iqm(s)]), reps)
         mean, mean_ci = interval_estimates(scores, lambda s: np.array([metrics.aggregate_mean(s)]), reps)
         auc, auc_ci = interval_estimates(per_run(by_method, area_under_curve), lambda s: np.array([metrics.aggregate_iqm(s)]), reps)
+        tests = test_columns(by_method, reps)
         label = scenario if algorithm == "ppo" else f"{scenario} ({algorithm})"
         for m, rs in by_method.items():
             aris = [r["ari"] for r in rs if r["ari"] is not None]
             common = {"scenario": label, "method": m, "seeds": len(rs), "env_steps": int(min(r["steps"][-1] for r in rs))}
             summary.append({
-                **common,
+                **common, **tests.get(m, dict.fromkeys(TEST_FIELDS, "")),
                 "iqm": round(float(iqm[m][0]), 4), "iqm_low": round(float(iqm_ci[m][0][0]), 4), "iqm_high": round(float(iqm_ci[m][1][0]), 4),
                 "mean": round(float(mean[m][0]), 4), "mean_low": round(float(mean_ci[m][0][0]), 4),
                 "mean_high": round(float(mean_ci[m][1][0]), 4), "ari": round(float(np.mean(aris)), 3) if aris else "",
@@ -88,6 +95,23 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
         write_csv(out / "probability_of_improvement.csv", improvement, IMPROVEMENT_FIELDS)
     (out / "marl_eval.json").write_text(json.dumps(marl_eval(runs), allow_nan=False))
     return summary
+
+
+def test_columns(by_method: Dict[str, List[dict]], reps: int) -> Dict[str, dict]:
+    """IQM and 95% interval of the final greedy test return, the IQM of the sampled one and of
+    the test curve's area, for each method whose runs all have tests."""
+    from rliable import metrics
+
+    tested = {m: rs for m, rs in by_method.items() if all(has_tests(r) for r in rs)}
+    if not tested:
+        return {}
+    iqm = lambda s: np.array([metrics.aggregate_iqm(s)])  # noqa: E731
+    greedy, greedy_ci = interval_estimates(per_run(tested, final_test_return), iqm, reps)
+    sampled = {m: metrics.aggregate_iqm(per_run(tested, lambda r: final_test_return(r, "sampled"))[m]) for m in tested}
+    auc = {m: metrics.aggregate_iqm(per_run(tested, test_area_under_curve)[m]) for m in tested}
+    return {m: {"test_iqm": round(float(greedy[m][0]), 4), "test_low": round(float(greedy_ci[m][0][0]), 4),
+                "test_high": round(float(greedy_ci[m][1][0]), 4), "test_sampled_iqm": round(float(sampled[m]), 4),
+                "test_auc_iqm": round(float(auc[m]), 4)} for m in tested}
 
 
 def per_run(by_key: Dict[str, List[dict]], score) -> Dict[str, np.ndarray]:

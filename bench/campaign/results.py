@@ -1,9 +1,11 @@
 """The runs of the campaign: read from Tune's result files, and archived beyond them.
 
-The final return of a run is the mean of ``env_runners/episode_return_mean`` (the sum over
-agents of one episode, averaged over RLlib's window of recent episodes) over the last
-``FINAL_FRACTION`` of its iterations: one iteration's window is noisy, and the last ones are
-what a method has learned within the budget.
+A run's score is its test return at the end (protocol 2, ``rllib_adaps.with_test_returns``):
+the greedy (and sampled) return of 20 whole episodes, the sum over agents per episode, tested
+at about 20 points of the budget; the area under that test curve measures learning speed.
+Protocol 1's runs have no tests; their final return is the mean of
+``env_runners/episode_return_mean`` (training episodes, RLlib's window) over the last
+``FINAL_FRACTION`` of the iterations.
 
 The archive, ``runs.jsonl`` in the output folder, holds one finished run per line (curve, ARI,
 parameters) and is read back by the next ``aggregate``. Tune's storage (``results/``, not in
@@ -21,8 +23,9 @@ from typing import List
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_STORAGE = ROOT / "results" / "campaign"
-DEFAULT_OUT = ROOT / "docs" / "results" / "campaign"
+DEFAULT_STORAGE = ROOT / "results" / "campaign_v2"
+#: Protocol 2's results; protocol 1's (training returns, RLlib's A2C) stay in docs/results/campaign.
+DEFAULT_OUT = ROOT / "docs" / "results" / "campaign_v2"
 FINAL_FRACTION = 0.1  # the final return averages the last 10% of a run's iterations
 ARCHIVE = "runs.jsonl"  # every finished run, in the output folder (see the module docstring)
 
@@ -57,13 +60,28 @@ def read_runs(storage: Path) -> List[dict]:
             print(f"left out, no episode ended: {name}/{result_file.parent.name}")
             continue
         sharing = rows[-1].get("sharing") or {}
+        tests = test_curve(rows)
         runs.append({
             "scenario": scenario, "method": method, "algorithm": algorithm,
             "seed": (rows[0].get("config") or {}).get("seed", result_file.parent.name),
             "steps": steps, "returns": returns, "ari": identity.get("adjusted_rand_index"),
             "parameters_in_use": sharing.get("parameters_in_use"), "parameters_allocated": sharing.get("parameters_allocated"),
+            **tests,
         })
     return runs
+
+
+def test_curve(rows: List[dict]) -> dict:
+    """The test returns of a trial's results, one point per test (a result between two tests
+    repeats the last one; a restored trial's re-run tests replace the abandoned ones)."""
+    by_steps = {}
+    for row in rows:
+        test = ((row.get("evaluation") or {}).get("test_returns")) or {}
+        if "env_steps" in test and "greedy_return_mean" in test:
+            by_steps[float(test["env_steps"])] = (float(test["greedy_return_mean"]), float(test.get("sampled_return_mean", np.nan)))
+    steps = np.array(sorted(by_steps), float)
+    return {"test_steps": steps, "test_greedy": np.array([by_steps[s][0] for s in steps], float),
+            "test_sampled": np.array([by_steps[s][1] for s in steps], float)}
 
 
 def kept_timeline(steps: np.ndarray) -> np.ndarray:
@@ -96,6 +114,8 @@ def read_archive(path: Path) -> List[dict]:
         steps, returns = np.array(run["steps"], float), np.array(run["returns"], float)
         kept = kept_timeline(steps)  # archives written before the restore fix hold abandoned rows
         run["steps"], run["returns"] = steps[kept], returns[kept]
+        for key in TEST_KEYS:  # protocol 1's archives have none
+            run[key] = np.array(run.get(key, []), float)
     return runs
 
 
@@ -108,8 +128,12 @@ def merge_runs(in_storage: List[dict], archived: List[dict]) -> List[dict]:
     return sorted(in_storage + kept, key=run_key)
 
 
+TEST_KEYS = ("test_steps", "test_greedy", "test_sampled")
+
+
 def write_archive(runs: List[dict], path: Path) -> None:
-    lines = [json.dumps({**r, "steps": [int(s) for s in r["steps"]], "returns": [float(v) for v in r["returns"]]},
+    lines = [json.dumps({**r, "steps": [int(s) for s in r["steps"]], "returns": [float(v) for v in r["returns"]],
+                         **{k: [None if np.isnan(v) else float(v) for v in r.get(k, [])] for k in TEST_KEYS}},
                         allow_nan=False, separators=(",", ":")) for r in runs]
     path.write_text("\n".join(lines) + "\n")
 
@@ -117,6 +141,20 @@ def write_archive(runs: List[dict], path: Path) -> None:
 def final_return(run: dict) -> float:
     n = max(1, int(np.ceil(FINAL_FRACTION * len(run["returns"]))))
     return float(np.mean(run["returns"][-n:]))
+
+
+def has_tests(run: dict) -> bool:
+    return len(run.get("test_steps", ())) > 0
+
+
+def final_test_return(run: dict, mode: str = "greedy") -> float:
+    """The test return at the end of the run (its last test)."""
+    return float(run[f"test_{mode}"][-1])
+
+
+def test_area_under_curve(run: dict) -> float:
+    """The greedy test return averaged over the tested part of the run (trapezoids over env steps)."""
+    return area_under_curve({"steps": run["test_steps"], "returns": run["test_greedy"]})
 
 
 def area_under_curve(run: dict) -> float:

@@ -9,7 +9,7 @@ import numpy as np
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
-from rllib_adaps.rllib.fast_path import env_episode_returns
+from rllib_adaps.rllib.test_returns import agent_returns
 from rllib_adaps.rllib.module_ids import SHARED_MODULE_ID, engine_module, sharing_module_id
 from rllib_adaps.rllib.checkpoints import AlgorithmCheckpoint, read_checkpoint
 
@@ -82,15 +82,8 @@ def evaluate_modes(
     return {mode: _report(mode, done, groups) for mode, done in episodes_by_mode.items()}
 
 
-def _agent_returns(done) -> list:
-    """Per finished env episode, each agent's return (multi-agent episodes or fast-path slots)."""
-    if done and not hasattr(done[0], "agent_episodes"):
-        return env_episode_returns(done)
-    return [{agent: float(sa.get_return()) for agent, sa in ep.agent_episodes.items()} for ep in done]
-
-
 def _report(mode: str, done, groups: Dict[str, str]) -> Dict[str, Any]:
-    episodes = _agent_returns(done)
+    episodes = agent_returns(done)
     totals = [sum(returns.values()) for returns in episodes]
     per_group: Dict[str, list] = defaultdict(list)
     for returns in episodes:
