@@ -310,3 +310,18 @@ def test_every_method_trains_with_every_feature_at_once(registered, method):
             assert_same_module(learner, view)
     finally:
         algo.stop()
+
+
+@pytest.mark.parametrize("fast_path", [None, False])
+def test_identities_are_fitted_from_continuous_actions(ray_local, fast_path):
+    """BPS with continuous actions: the VAE reads the action vectors, and K and the types are
+    found from the initial policy's transitions, on both paths."""
+    config = (PPOConfig().environment("bps", env_config={"agents_per_type": [3, 3, 3], "continuous_actions": True})
+              .env_runners(num_env_runners=0, num_envs_per_env_runner=4)
+              .training(train_batch_size_per_learner=400, minibatch_size=200, num_epochs=1))
+    algo = rllib_adaps.configure_sharing(config, "adaps", identity_env_steps=3000, fast_path=fast_path).build_algo()
+    try:
+        fit = algo.train()[RESULT_KEY]
+        assert fit["num_clusters"] == 3 and fit["adjusted_rand_index"] == 1.0
+    finally:
+        algo.stop()
