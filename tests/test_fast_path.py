@@ -333,13 +333,18 @@ def small_ppo(seed=0, **runners):
     )
 
 
-SEEDS = (0, 1, 2)
+#: Spaced so that no two seeds share env streams (each resets its copies with seed + copy).
+SEEDS = (0, 1000, 2000, 3000, 4000)
 ITERATIONS = 5
+#: Equivalence bound on the paired difference of mean returns (fast - multi-agent path), about 3%
+#: of this env's returns (-180 per episode): a path that dropped one agent's reward would be off
+#: by about 30, one that counted episodes wrong by more.
+EQUIVALENCE_BOUND = 6.0
 
 
 @pytest.fixture(scope="module")
 def both_paths(ray_local):
-    """FuPS on each path, 3 seeds, 5 iterations of 400 env steps (2,000 env steps)."""
+    """FuPS on each path, 5 seeds, 5 iterations of 400 env steps (2,000 env steps)."""
     runs = {}
     for fast in (True, False):
         for seed in SEEDS:
@@ -370,18 +375,21 @@ def test_budgets_are_env_steps_and_the_return_is_the_sum_over_agents(both_paths,
         assert rows[0] == rows[1] >= 6 * 400
 
 
-def test_both_paths_reach_returns_that_cannot_be_told_apart(both_paths):
-    """"Cannot be told apart" here: Welch's t-test over 3 seeds of the mean return of the last
-    iteration (16 episodes) does not reject equal means at the 1% level. A permissive test of a
-    small budget (2,000 env steps, where learning is only beginning): it catches a path whose
-    returns are off (a wrong reward sum, episode count or policy), not small differences in
-    learning speed; the update itself is compared exactly by the loss test above. (A first
-    version asked the two ranges of 3 seeds to overlap; they missed by 0.35 in one CI run, with
-    a t-test p-value of about 0.1.)"""
-    final = {fast: [both_paths[fast, s][-1]["env_runners"]["episode_return_mean"] for s in SEEDS] for fast in (True, False)}
-    test = scipy.stats.ttest_ind(final[True], final[False], equal_var=False)
-    print("final returns per seed (fast, multi-agent):", final[True], final[False], "Welch p =", test.pvalue)
-    assert test.pvalue > 0.01
+def test_both_paths_are_equivalent_in_returns_on_paired_seeds(both_paths):
+    """Equivalence, not just no detected difference: a seed gives both paths the same env streams
+    and initial weights, so its two runs are a pair. Two one-sided t-tests (TOST) at the 5% level
+    on the paired difference of each run's mean return over its 5 iterations (80 episodes) must
+    put it within +-EQUIVALENCE_BOUND; equivalently, the difference's 90% interval lies inside the
+    bound. Measured on 8 seeds: mean difference 0.8, standard deviation 1.8 (interval half-width
+    about 1.7 for 5 seeds)."""
+    def mean_return(fast, seed):
+        return np.mean([r["env_runners"]["episode_return_mean"] for r in both_paths[fast, seed]])
+
+    diffs = np.array([mean_return(True, s) - mean_return(False, s) for s in SEEDS])
+    half_width = scipy.stats.t.ppf(0.95, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs))
+    low, high = diffs.mean() - half_width, diffs.mean() + half_width
+    print(f"paired differences {np.round(diffs, 2)}; 90% interval [{low:.2f}, {high:.2f}]; bound {EQUIVALENCE_BOUND}")
+    assert -EQUIVALENCE_BOUND < low and high < EQUIVALENCE_BOUND
 
 
 # Identity pre-training, remote EnvRunners and restores on the fast path: bps takes it by default,
