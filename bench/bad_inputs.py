@@ -56,9 +56,22 @@ def python_cases():
             return {a: np.zeros(3, np.float32) for a in self.agents}, {a: {} for a in self.agents}
 
         def step(self, actions):
-            for action in actions.values():
-                action.shape  # noqa: B018 (mpe2's envs read it)
-            raise RuntimeError("unreachable in these cases")
+            for agent, action in actions.items():
+                assert action.shape == self.action_space(agent).shape  # mpe2's envs read it: an int would fail here
+            obs = {a: np.zeros(3, np.float32) for a in self.agents}
+            return obs, dict.fromkeys(obs, 0.0), dict.fromkeys(obs, False), dict.fromkeys(obs, False), {a: {} for a in obs}
+
+    class Unbounded(BoxActions):
+        def action_space(self, agent):
+            return gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+
+    class MixedKinds(BoxActions):
+        def action_space(self, agent):
+            return gym.spaces.Discrete(3) if agent == "a" else super().action_space(agent)
+
+    class BoxSizes(BoxActions):
+        def action_space(self, agent):
+            return gym.spaces.Box(-1, 1, (3 if agent == "a" else 2,), np.float32)
 
     class DictObs(BoxActions):
         def observation_space(self, agent):
@@ -74,7 +87,9 @@ def python_cases():
         def action_space(self, agent):
             return gym.spaces.Discrete(3)
 
-    register_env("box_actions", lambda cfg: OrderedParallelEnv(BoxActions()))
+    register_env("unbounded_actions", lambda cfg: OrderedParallelEnv(Unbounded()))
+    register_env("mixed_kinds", lambda cfg: OrderedParallelEnv(MixedKinds()))
+    register_env("box_sizes", lambda cfg: OrderedParallelEnv(BoxSizes()))
     register_env("dict_obs", lambda cfg: OrderedParallelEnv(DictObs()))
     register_env("sizes", lambda cfg: OrderedParallelEnv(Sizes()))
 
@@ -115,15 +130,24 @@ def python_cases():
         ("configure_sharing: unregistered env 'bpss'", lambda: configure_sharing(PPOConfig().environment("bpss"), "fups")),
         ("configure_sharing: env_config key typo 'presett'", lambda: configure_sharing(bps(presett="v1"), "fups")),
         ("configure_sharing: env_config value preset 'v9'", lambda: configure_sharing(bps(preset="v9"), "fups")),
-        ("configure_sharing: continuous (Box) actions", lambda: configure_sharing(PPOConfig().environment("box_actions"), "adaps")),
-        ("configure_sharing: Box actions, fast_path=False", lambda: configure_sharing(PPOConfig().environment("box_actions"), "adaps", fast_path=False)),
+        ("configure_sharing: unbounded Box actions", lambda: configure_sharing(PPOConfig().environment("unbounded_actions"), "adaps")),
+        ("configure_sharing: agents mixing Discrete and Box actions", lambda: configure_sharing(PPOConfig().environment("mixed_kinds"), "fups")),
+        ("configure_sharing: Box actions of two sizes, fast_path=False",
+         lambda: configure_sharing(PPOConfig().environment("box_sizes"), "adaps", fast_path=False)),
+        ("configure_sharing: use_lstm with fast_path=True",
+         lambda: configure_sharing(bps().rl_module(model_config={"use_lstm": True}), "fups", fast_path=True)),
+        ("configure_sharing: critic_input 'state' for an env without state()",
+         lambda: configure_sharing(bps().rl_module(model_config={"critic_input": "state"}), "fups")),
+        ("configure_sharing: critic_input 'everything'",
+         lambda: configure_sharing(bps().rl_module(model_config={"critic_input": "everything"}), "fups")),
         ("configure_sharing: Dict observations", lambda: configure_sharing(PPOConfig().environment("dict_obs"), "fups")),
         ("configure_sharing: different obs sizes, pad_observations=False",
          lambda: configure_sharing(PPOConfig().environment("sizes"), "fups", pad_observations=False)),
         ("configure_sharing: automatic K with 3 agents needs N >= 3 (2 agents here)",
          lambda: configure_sharing(bps(agents_per_type=[1, 1]), "adaps")),
         ("configure_sharing: sharing option in model_config", lambda: configure_sharing(bps().rl_module(model_config={"mask_threshold": 0.8}), "adaps")),
-        ("configure_sharing: model_config use_lstm=True", lambda: configure_sharing(bps().rl_module(model_config={"use_lstm": True}), "fups")),
+        ("configure_sharing: model_config lstm_use_prev_action=True",
+         lambda: configure_sharing(bps().rl_module(model_config={"use_lstm": True, "lstm_use_prev_action": True}), "fups")),
         ("configure_sharing: model_config fcnet_hidens (typo)", lambda: configure_sharing(bps().rl_module(model_config={"fcnet_hidens": [8]}), "fups")),
         ("SharingCallback(method='adaps')", lambda: SharingCallback(method="adaps")),
         ("AdaPSModule without agent_ids", lambda: manual({})),

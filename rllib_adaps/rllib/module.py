@@ -7,7 +7,7 @@ Every layer holds ``G`` parameter slices (``weight[g]`` is ``[in, out]``, ``bias
 |------------------|----------|------------------------------------------------------------|
 | ``agent_slice``  | ``[N]``  | the parameter slice agent ``i`` uses (0..G-1)              |
 | ``agent_mask``   | ``[N]``  | the row of ``mask_table`` agent ``i`` uses (row 0: no mask)|
-| ``mask_table``   | ``[R, H]`` | 0/1 neuron masks over the ``H`` hidden neurons (bool)    |
+| ``mask_table``   | ``[R, H]`` | 0/1 masks over the ``H`` hidden neurons and recurrent units |
 | ``agent_cluster``| ``[N]``  | cluster of agent ``i`` from identity pre-training (-1: none)|
 
 | method  | G (slices)              | agent_slice        | agent_mask              |
@@ -88,8 +88,9 @@ PAPER_NETWORK = {"fcnet_hiddens": [64, 64], "fcnet_activation": "relu", "vf_shar
 
 
 def read_model_config(model_config: Dict[str, Any], default_method: str = "fups") -> Tuple[Dict[str, Any], SharingSpec]:
-    """The engine's settings and the sharing spec of a ``model_config``; refuses keys the engine
-    would otherwise ignore silently (an RLlib key away from its default, or a misspelt key)."""
+    """The engine's settings and the sharing spec of a ``model_config``, validated (the one place):
+    refuses keys the engine would otherwise ignore silently (an RLlib key away from its default,
+    or a misspelt key) and values it does not have, before any env or actor is built."""
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
     model_config = dict(model_config or {})
@@ -102,7 +103,7 @@ def read_model_config(model_config: Dict[str, Any], default_method: str = "fups"
         if key in rllib_defaults:
             if value != rllib_defaults[key]:
                 raise ValueError(
-                    f"model_config[{key!r}] = {value!r} is not supported by the sharing engine (an MLP actor-critic); "
+                    f"model_config[{key!r}] = {value!r} is not supported by the sharing engine (an MLP or recurrent actor-critic); "
                     f"it reads only {list(SUPPORTED_RLLIB_KEYS)} of RLlib's keys. Remove {key!r} or leave it at its "
                     f"default ({rllib_defaults[key]!r})."
                 )
@@ -113,6 +114,15 @@ def read_model_config(model_config: Dict[str, Any], default_method: str = "fups"
             raise ValueError(f"Unknown model_config key {key!r}.{did_you_mean(key, [*own, *rllib_defaults])}")
     cfg = {**PAPER_NETWORK, **{k: None for k in ENGINE_KEYS}}
     cfg.update({k: v for k, v in model_config.items() if k in cfg})
+    choices = {"fcnet_activation": sorted(ACTIVATIONS), WEIGHT_INIT_KEY: list(WEIGHT_INITS), RECURRENT_CELL_KEY: list(RECURRENT_CELLS),
+               CRITIC_INPUT_KEY: list(CRITIC_INPUTS), CRITIC_SHARING_KEY: list(CRITIC_SHARINGS)}
+    for key, allowed in choices.items():
+        if cfg[key] not in allowed:
+            raise ValueError(f"model_config[{key!r}] must be one of {allowed}, got {cfg[key]!r}.")
+    if not cfg["fcnet_hiddens"] or any(int(h) < 1 for h in cfg["fcnet_hiddens"]):
+        raise ValueError(f"model_config['fcnet_hiddens'] must be a non-empty list of positive ints, got {cfg['fcnet_hiddens']!r}.")
+    if cfg["use_lstm"] and int(cfg["lstm_cell_size"]) < 1:
+        raise ValueError(f"model_config['lstm_cell_size'] must be a positive int, got {cfg['lstm_cell_size']!r}.")
     if cfg["vf_share_layers"] and (cfg[CRITIC_INPUT_KEY] != "observation" or cfg[CRITIC_SHARING_KEY] != "method"):
         raise ValueError(f"model_config[{CRITIC_INPUT_KEY!r}] and [{CRITIC_SHARING_KEY!r}] choose a separate critic; "
                          "they need vf_share_layers=False.")
@@ -236,15 +246,6 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
         if not cfg["agent_ids"]:
             raise ValueError(f"{name} needs model_config['agent_ids']: the env's agent ids in env order (configure_sharing() sets it).")
         n = len(cfg["agent_ids"])
-        choices = {"fcnet_activation": sorted(ACTIVATIONS), WEIGHT_INIT_KEY: list(WEIGHT_INITS), RECURRENT_CELL_KEY: list(RECURRENT_CELLS),
-                   CRITIC_INPUT_KEY: list(CRITIC_INPUTS), CRITIC_SHARING_KEY: list(CRITIC_SHARINGS)}
-        for key, allowed in choices.items():
-            if cfg[key] not in allowed:
-                raise ValueError(f"model_config[{key!r}] must be one of {allowed}, got {cfg[key]!r}.")
-        if not cfg["fcnet_hiddens"] or any(int(h) < 1 for h in cfg["fcnet_hiddens"]):
-            raise ValueError(f"model_config['fcnet_hiddens'] must be a non-empty list of positive ints, got {cfg['fcnet_hiddens']!r}.")
-        if cfg["use_lstm"] and int(cfg["lstm_cell_size"]) < 1:
-            raise ValueError(f"model_config['lstm_cell_size'] must be a positive int, got {cfg['lstm_cell_size']!r}.")
         space = self.action_space
         if not (isinstance(space, gym.spaces.Discrete) or (isinstance(space, gym.spaces.Box) and len(space.shape) == 1)):
             raise ValueError(f"{name} supports Discrete and flat Box action spaces only, got {space}.")
@@ -381,10 +382,9 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
     def _in_order(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
         return x if routing.single else routing.gather(x)
 
-    def _actor_trunk(self, p: _Pass, state_in: Optional[dict], body=None):
+    def _actor_trunk(self, p: _Pass, state_in: Optional[dict]):
         """The actor's last hidden output (routed layout) and, if recurrent, the state out."""
-        net = body or self.actor
-        x = net.body(p.actor_in, p.routing, p.masks)
+        x = self.actor.body(p.actor_in, p.routing, p.masks)
         if not self.recurrent:
             return x, None
         return self._unroll(self._in_order(x, p.routing), p, state_in)
