@@ -25,6 +25,13 @@ SCENARIOS: Dict[str, dict] = {
     "bps_v2": {"env": "bps", "env_config": {"preset": "v2"}, "env_steps": 160_000},
     "lbf": {"env": "lbf", "env_config": {"levels": [1, 1, 2, 2, 3, 3], "grid_size": 8, "foods": 3, "max_steps": 50},
             "env_steps": 400_000},
+    # A candidate for protocol 2's LBF task (protocol 1's "lbf" ends at the ceiling for every
+    # method): the package's default LBF, 8 agents with persistent levels [1,1,2,2,3,3,4,4] (the
+    # example of ../shared/reference/environments.md) on 10x10 with 4 foods. Checked on FuPS and
+    # NoPS before any comparison run
+    # (docs/results/campaign_v2/task_check.md); joins COMPARISON only if neither is at the ceiling.
+    "lbf_8p": {"env": "lbf", "env_config": {"levels": [1, 1, 2, 2, 3, 3, 4, 4], "grid_size": 10, "foods": 4, "max_steps": 50},
+               "env_steps": 400_000},
     # A cause experiment, not in the comparison: LBF without the agents' levels in the
     # observation, to test whether FuPS learns LBF fastest because it can read each agent's type.
     "lbf_hidden_levels": {"env": "lbf", "env_config": {"levels": [1, 1, 2, 2, 3, 3], "grid_size": 8, "foods": 3, "max_steps": 50,
