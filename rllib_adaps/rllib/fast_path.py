@@ -13,10 +13,13 @@ sampled by RLlib's leaner ``SingleAgentEnvRunner``:
   This package's envs are ``BatchedEnv``s (``rllib_adaps.envs.batched``) and step all copies
   in one array call; any other PettingZoo ``ParallelEnv`` runs as ``ParallelEnvCopies``, one
   ``step()`` per copy. Observations have the layout of the multi-agent path's
-  ``AgentIndexObservations``: zero-padded to the largest observation size, then the agent
-  index as a float. The action space is ``Discrete(largest)`` per slot (the batched
-  ``action_space`` is a ``MultiDiscrete`` with each agent's own size, so random actions stay
-  valid); the module masks the logits of actions an agent lacks, as on the multi-agent path.
+  ``AgentIndexObservations``: zero-padded to the largest observation size, then the columns
+  of a centralised critic (``critic_input``: the env's ``state()`` or every agent's
+  observation), then the agent index as a float. Discrete actions: ``Discrete(largest)`` per
+  slot (the batched ``action_space`` is a ``MultiDiscrete`` with each agent's own size, so
+  random actions stay valid); the module masks the logits of actions an agent lacks, as on the
+  multi-agent path. Box actions: ``Box(-1, 1, (largest,))`` per slot, each agent's own dims
+  scaled to its bounds in one array operation (``ContinuousActions``).
   All slots of a copy end together and are reset together on the next ``step()``
   (gymnasium's next-step autoreset, which RLlib's EnvRunner expects).
 - ``FastPathEnvRunner``: RLlib's ``SingleAgentEnvRunner`` with budgets and metrics in env
@@ -499,8 +502,8 @@ def slot_module_to_env(env=None, spaces=None) -> List[ConnectorV2]:
     Sampling (``GetActions``) and ``TensorToNumpy`` as in RLlib's default; left out are the
     round trip ``UnBatchToIndividualItems`` -> ``ListifyDataForVectorEnv`` (the env and
     RLlib's EnvRunner take the batched arrays as they are), ``RemoveSingleTsTimeRankFromBatch``
-    (the engine is not stateful) and ``NormalizeAndClipActions`` (a no-op for ``Discrete``
-    actions, the only kind the engine has, but a deep copy and a per-item tree walk).
+    (recurrent policies take the multi-agent path) and ``NormalizeAndClipActions`` (a deep copy
+    and a per-item tree walk; ``SlotVectorEnv`` scales Box actions to each agent's bounds).
     """
     return [GetActions(), TensorToNumpy()]
 
