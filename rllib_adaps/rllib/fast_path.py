@@ -599,9 +599,15 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
     #: timestep sampling whenever no callback implements a per-episode hook (those must see
     #: every step); else RLlib's loop. The two give the same episodes (tests/test_fast_path.py).
     array_sampling: bool = True
+    _told_loop = False  # the log line saying why timestep sampling takes RLlib's loop, once
 
     def _sample(self, *, num_timesteps=None, num_episodes=None, explore, random_actions=False, force_reset=False):
         if num_timesteps is None or random_actions or self._episode_hooks_in_use or not self.array_sampling:
+            if num_timesteps is not None and not random_actions and not self._told_loop:
+                self._told_loop = True
+                why = (f"callbacks implement {sorted(self._episode_hooks_in_use)}" if self._episode_hooks_in_use
+                       else "FastPathEnvRunner.array_sampling is False")
+                logger.info("fast path: sampling with RLlib's per-step episode loop, not into arrays (%s)", why)
             return super()._sample(num_timesteps=num_timesteps, num_episodes=num_episodes, explore=explore,
                                    random_actions=random_actions, force_reset=force_reset)
         return self._sample_into_arrays(num_timesteps, explore, force_reset)
