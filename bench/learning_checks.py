@@ -136,7 +136,7 @@ def report() -> str:
                 values = np.array([r[when][mode] for r in runs])
                 return f"{values.mean():.2f} [{values.min():.2f}, {values.max():.2f}]"
 
-            lines.append(f"| {check} | {variant} | {runs[0]['env_steps']} | {len(runs)} | {cell('test_before', 'greedy')} | "
+            lines.append(f"| {check} | {variant} | {int(runs[0]['env_steps'])} | {len(runs)} | {cell('test_before', 'greedy')} | "
                          f"{cell('test_after', 'greedy')} | {cell('test_before', 'sampled')} | {cell('test_after', 'sampled')} | "
                          f"{np.mean([r['seconds'] for r in runs]):.0f} |")
     return "\n".join(lines) + "\n"
