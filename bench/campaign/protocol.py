@@ -7,7 +7,7 @@ budget (it is sampled env steps). ``Protocol`` is one (scenario, method) under t
 with the knobs of the cause experiments; the seed is left to Tune's grid.
 
 Protocol 2 (campaign v2): every run measures test returns (``TEST_RETURNS``: 20 episodes,
-greedy and sampled, at about 20 evenly spaced points of the budget and at its end); A2C is the
+greedy and sampled, at the start, every twentieth of the budget and at its end); A2C is the
 reference code's (``a2c_settings(reference=True)``; RLlib's variant is the ``+rllib``
 ablation); PPO's value loss is not clipped (RLlib's ``vf_clip_param`` 10 clipped away the early
 critic gradients of per-agent values in the tens). Protocol 1 (``docs/results/campaign``) had
@@ -65,20 +65,9 @@ ALGORITHMS = {
     "a2c": {"rollout_steps": 5, "env_copies": 8, "env_steps_per_result": 2000},
 }
 PRETRAINING = {"identity_env_steps": 3_000}  # the default timeline: fit on the initial policy's transitions
-#: Env steps per ``train()`` result, both algorithms (PPO's batch; A2C's ``env_steps_per_result``).
-ENV_STEPS_PER_RESULT = 2000
-#: Test returns: ``episodes`` per mode on a local evaluation EnvRunner, at about ``points`` evenly
-#: spaced points of the budget, the last at its end.
+#: Test returns: ``episodes`` per mode on a local evaluation EnvRunner, in the first iteration,
+#: every budget / ``points`` env steps and at the budget's end.
 TEST_RETURNS = {"episodes": 20, "points": 20}
-
-
-def test_every_iterations(env_steps: int) -> int:
-    """Iterations between tests: a divisor of the run's iterations, so the last test is at the end."""
-    iterations = max(1, env_steps // ENV_STEPS_PER_RESULT)
-    every = max(1, iterations // TEST_RETURNS["points"])
-    while iterations % every:
-        every -= 1
-    return every
 
 
 @dataclass(frozen=True)
@@ -161,8 +150,9 @@ class Protocol:
                 config = config.training(**PLAIN_LOSS)
         options = dict(PRETRAINING) if self.method in ("adaps", "seps") else {}
         config = rllib_adaps.configure_sharing(config, self.method, **options)
-        every = test_every_iterations(self.env_steps or SCENARIOS[self.scenario]["env_steps"])
-        return rllib_adaps.with_test_returns(config, every_iterations=every, episodes=TEST_RETURNS["episodes"])
+        budget = self.env_steps or SCENARIOS[self.scenario]["env_steps"]
+        return rllib_adaps.with_test_returns(config, every_env_steps=max(1, budget // TEST_RETURNS["points"]),
+                                             end_env_steps=budget, episodes=TEST_RETURNS["episodes"])
 
 
 def env_seed_range(seed: int, num_env_runners: int, envs_per_runner: int) -> range:

@@ -2,7 +2,7 @@
 
 A run's score is its test return at the end (protocol 2, ``rllib_adaps.with_test_returns``):
 the greedy (and sampled) return of 20 whole episodes, the sum over agents per episode, tested
-at about 20 points of the budget; the area under that test curve measures learning speed.
+after the first iteration, every twentieth of the budget and at its end; the area under that test curve measures learning speed.
 Protocol 1's runs have no tests; their final return is the mean of
 ``env_runners/episode_return_mean`` (training episodes, RLlib's window) over the last
 ``FINAL_FRACTION`` of the iterations.
@@ -72,12 +72,13 @@ def read_runs(storage: Path) -> List[dict]:
 
 
 def test_curve(rows: List[dict]) -> dict:
-    """The test returns of a trial's results, one point per test (a result between two tests
-    repeats the last one; a restored trial's re-run tests replace the abandoned ones)."""
+    """The test returns of a trial's results, one point per test (results between two tests
+    repeat the last one, or report NaN; a restored trial's re-run tests replace the abandoned
+    ones)."""
     by_steps = {}
     for row in rows:
         test = ((row.get("evaluation") or {}).get("test_returns")) or {}
-        if "env_steps" in test and "greedy_return_mean" in test:
+        if np.isfinite(test.get("env_steps", np.nan)) and "greedy_return_mean" in test:
             by_steps[float(test["env_steps"])] = (float(test["greedy_return_mean"]), float(test.get("sampled_return_mean", np.nan)))
     steps = np.array(sorted(by_steps), float)
     return {"test_steps": steps, "test_greedy": np.array([by_steps[s][0] for s in steps], float),
