@@ -229,7 +229,7 @@ def configure_sharing(
     }
     spec.for_agents(len(info.agent_ids))  # the options that depend on the agents (num_clusters <= N)
     spec = module_spec(info, model_config)
-    why_not_fast = _why_not_fast_path(config, info, fast_path)
+    why_not_fast = _why_not_fast_path(config, info, fast_path, recurrent=bool(network["use_lstm"]))
     if why_not_fast is None:
         module_id = FAST_PATH_MODULE_ID
         if config.is_multi_agent:  # back to RLlib's single-agent set-up
@@ -269,13 +269,13 @@ def configure_sharing(
     return config
 
 
-def _why_not_fast_path(config: AlgorithmConfig, info: EnvAgents, fast_path: Optional[bool]) -> Optional[str]:
+def _why_not_fast_path(config: AlgorithmConfig, info: EnvAgents, fast_path: Optional[bool], recurrent: bool = False) -> Optional[str]:
     """None if the run takes the fast path, else why not (``fast_path=True`` makes it an error)."""
     if fast_path is not None and not isinstance(fast_path, bool):
         raise ValueError(f"fast_path must be None (automatic), True or False, got {fast_path!r}.")
     if fast_path is False:
         return "fast_path=False"
-    if config.model_config.get("use_lstm"):
+    if recurrent:
         reason = "recurrent policies (use_lstm) need RLlib's state connectors, which the fast path leaves out"
         if fast_path is True:
             raise ValueError(f"fast_path=True, but the fast path cannot run this config: {reason}.")
