@@ -34,6 +34,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from rllib_adaps.core.identity import IdentityResult, fit_identities
 from rllib_adaps.methods import PretrainingOptions, SharingMethod, SharingSpec, apply_plan
+from rllib_adaps.rllib.array_training import install_array_training
 from rllib_adaps.rllib.module_ids import engine_module
 from rllib_adaps.rllib.shims import before_first_training_step, env_runner_groups, foreach_learner, wrap_restores
 
@@ -164,6 +165,7 @@ class SharingCallback(RLlibCallback):
             raise ValueError(f"SharingCallback needs exactly one sharing-engine module (ParameterSharingModule or "
                              f"AdaPSModule) in the run; it has {len(ids)} ({ids}).")
         self.module_id = ids[0]
+        install_array_training(algorithm)  # first: before_first_training_step below wraps the step it installs
         facts = self._facts(algorithm)
         self.agent_ids = facts["agent_ids"]
         self.spec = facts["spec"].with_run_seed(self._run_seed(algorithm))

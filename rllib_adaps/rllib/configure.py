@@ -34,7 +34,7 @@ from rllib_adaps.rllib.callback import SharingCallback, logger
 from rllib_adaps.rllib.connectors import AgentIndexConnector, ContinuousActions, joint_observation_space, padded_index_space
 from rllib_adaps.rllib.fast_path import FastPathEnvRunner, parallel_env_of, slot_env_to_module, slot_module_to_env
 from rllib_adaps.rllib.mapping import AgentModuleMapping
-from rllib_adaps.rllib.module import CRITIC_INPUT_KEY, ENGINE_KEYS, NETWORK_KEYS, PAPER_NETWORK, WEIGHT_INIT_KEY, ParameterSharingModule, read_model_config
+from rllib_adaps.rllib.module import ARRAY_TRAINING_KEY, CRITIC_INPUT_KEY, ENGINE_KEYS, NETWORK_KEYS, PAPER_NETWORK, WEIGHT_INIT_KEY, ParameterSharingModule, read_model_config
 from rllib_adaps.rllib.module_ids import FAST_PATH_MODULE_ID, SHARED_MODULE_ID
 
 
@@ -187,7 +187,8 @@ def module_spec(info: EnvAgents, model_config: Dict[str, Any]) -> RLModuleSpec:
 
 
 def configure_sharing(
-    config: AlgorithmConfig, method: str, *, pad_observations: bool = True, fast_path: Optional[bool] = None, **options: Any
+    config: AlgorithmConfig, method: str, *, pad_observations: bool = True, fast_path: Optional[bool] = None,
+    array_training: Optional[bool] = None, **options: Any
 ) -> AlgorithmConfig:
     """Returns a copy of ``config`` set up to train its multi-agent env with ``method``.
 
@@ -201,6 +202,11 @@ def configure_sharing(
             pre-training schedule) are env steps on both paths; the module id is
             ``default_policy`` on the fast path and ``shared`` on the other
             (``rllib_adaps.rllib.module_ids.sharing_module_id(config)``).
+        array_training: None (default): PPO on the fast path takes its training step from the
+            sampled arrays in one process (``rllib_adaps.rllib.array_training``) when the
+            built Algorithm allows it (one local EnvRunner and Learner), else RLlib's step;
+            False: always RLlib's step; True: the array step or an error when the Algorithm
+            is built.
         **options: the method's options (``rllib_adaps.methods``, README "Options"): ``snp``:
             ``SNPOptions``; ``seps``: ``PretrainingOptions`` (``num_clusters``,
             ``identity_env_steps``, ``vae={...}``, ...); ``adaps``: ``AdaPSOptions`` (those plus
@@ -210,6 +216,8 @@ def configure_sharing(
         raise TypeError(f"configure_sharing takes an AlgorithmConfig (e.g. PPOConfig().environment(...)), got "
                         f"{type(config).__name__}.")
     spec = SharingSpec.build(method, options)  # the options' one validation
+    if array_training not in (None, True, False):
+        raise ValueError(f"array_training must be None (automatic), True or False, got {array_training!r}.")
     config = config.copy(copy_frozen=False)
     user_model = dict(config.model_config)
     misplaced = sorted(k for k in user_model if k in (METHOD_KEY, *ENGINE_KEYS) or k in all_option_keys())
@@ -225,6 +233,7 @@ def configure_sharing(
         "agent_ids": list(info.agent_ids),
         "action_sizes": info.action_sizes,
         "obs_sizes": [int(np.prod(info.observation_spaces[a].shape)) for a in info.agent_ids],
+        **({ARRAY_TRAINING_KEY: array_training} if array_training is not None else {}),
         **spec.to_model_config(),
     }
     spec.for_agents(len(info.agent_ids))  # the options that depend on the agents (num_clusters <= N)
@@ -378,7 +387,7 @@ def a2c_settings(
         return config
     from rllib_adaps.rllib.learner import ReferenceA2CLearner
 
-    config.training(learner_class=ReferenceA2CLearner)
+    config.learners(learner_class=ReferenceA2CLearner)
     spec = config._rl_module_spec
     if isinstance(spec, RLModuleSpec) and isinstance(spec.module_class, type) and issubclass(spec.module_class, ParameterSharingModule):
         config.rl_module(rl_module_spec=dataclasses.replace(spec, model_config={**spec.model_config, WEIGHT_INIT_KEY: "orthogonal"}))

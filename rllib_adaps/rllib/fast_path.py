@@ -49,6 +49,7 @@ RLlib's single-agent EnvRunner does not expect, and has neither padding nor the 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import operator
@@ -77,6 +78,7 @@ from ray.rllib.utils.metrics import (
     ENV_TO_MODULE_CONNECTOR,
     MODULE_TO_ENV_CONNECTOR,
     RLMODULE_INFERENCE_TIMER,
+    SAMPLE_TIMER,
     WEIGHTS_SEQ_NO,
     EPISODE_AGENT_RETURN_MEAN,
     EPISODE_AGENT_STEPS,
@@ -471,6 +473,35 @@ def _continuation(chunk: SingleAgentEpisode, horizon: int) -> SingleAgentEpisode
     return continuation
 
 
+@dataclasses.dataclass
+class SlotRollout:
+    """``K`` vector steps of every slot, time-major, as ``FastPathEnvRunner.sample_rollout`` took them.
+
+    ``observations[k]`` is what the module saw before step ``k`` (``K + 1`` rows: the last is
+    the observation after the last step). ``columns`` holds ``[K, slots, ...]`` arrays of
+    actions, rewards, terminateds, truncateds and the module's outputs (action log-probs and
+    distribution inputs). ``valid[k, s]`` is False where slot ``s``'s copy spent step ``k``
+    getting its reset observation after an episode end (no env step, no transition).
+    """
+
+    observations: np.ndarray
+    valid: np.ndarray
+    columns: Dict[str, np.ndarray]
+    env_steps: int
+    num_agents: int
+
+
+class _RolloutState:
+    """What ``sample_rollout`` keeps between calls: observations, waiting copies, running returns."""
+
+    def __init__(self, observations: np.ndarray, num_copies: int, num_agents: int):
+        self.obs = observations
+        self.awaiting = np.zeros(num_copies, dtype=bool)
+        self.returns = np.zeros(num_copies * num_agents)
+        self.lengths = np.zeros(num_copies, dtype=np.int64)
+        self.started = np.full(num_copies, time.perf_counter())
+
+
 # --------------------------------------------------------------------------- connectors
 class SlotObservationsToBatch(ConnectorV2):
     """Env-to-module: the slots' observations, as the env returned them, as one tensor.
@@ -530,6 +561,7 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
         self.agent_ids = module_agent_ids(config)
         self.num_agents = len(self.agent_ids)
         self._env_episode_ids: Dict[int, str] = {}
+        self._rollout: Optional[_RolloutState] = None  # sample_rollout's envs, between its calls
         super().__init__(config=config, **kwargs)
 
     # ------------------------------------------------------------------ env
@@ -602,6 +634,8 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
     _told_loop = False  # the log line saying why timestep sampling takes RLlib's loop, once
 
     def _sample(self, *, num_timesteps=None, num_episodes=None, explore, random_actions=False, force_reset=False):
+        if self._rollout is not None:  # sample_rollout held the envs: its partial episodes are dropped
+            self._rollout, force_reset = None, True
         if num_timesteps is None or random_actions or self._episode_hooks_in_use or not self.array_sampling:
             if num_timesteps is not None and not random_actions and not self._told_loop:
                 self._told_loop = True
@@ -692,6 +726,83 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
         self._log_env_steps(metric=self._metrics_num_env_steps_sampled, num_steps=ts)
         self._increase_sampled_metrics(ts, len(done))
         return done + ongoing
+
+    def sample_rollout(self, num_timesteps: int, explore: bool = True) -> SlotRollout:
+        """``num_timesteps`` env steps (or a few more) of every slot as time-major arrays, no episodes.
+
+        For the array training step (``rllib_adaps.rllib.array_training``). The envs, their
+        current observations and the running episode returns carry over between calls;
+        ``sample()`` and this method each reset the envs when they take over from the other.
+        Finished env episodes are logged as ``sample()`` logs them (``get_metrics``).
+        """
+        n, num_copies = self.num_agents, self.num_envs // self.num_agents
+        if self._rollout is None or self._needs_initial_reset:
+            self._reset_envs_and_episodes(explore)
+            self._rollout = _RolloutState(np.asarray(self._cached_to_module[Columns.OBS]), num_copies, n)
+            self._cached_to_module = None
+        state = self._rollout
+        columns: Dict[str, list] = defaultdict(list)
+        ts, episodes = 0, 0
+        runners = self.config.num_env_runners or 1
+        with self.metrics.log_time(SAMPLE_TIMER):
+            while ts < num_timesteps:
+                to_module = {Columns.OBS: torch.from_numpy(state.obs)}
+                with self.metrics.log_time(RLMODULE_INFERENCE_TIMER):
+                    if explore:
+                        global_steps = (self.num_env_steps_sampled_lifetime // runners + ts) * runners
+                        to_env = self.module.forward_exploration(to_module, t=global_steps)
+                    else:
+                        to_env = self.module.forward_inference(to_module)
+                to_env = self._module_to_env(rl_module=self.module, batch=to_env, episodes=self._ongoing_episodes, explore=explore,
+                                             shared_data=self._shared_data, metrics=self.metrics,
+                                             metrics_prefix_key=(MODULE_TO_ENV_CONNECTOR,))
+                actions = to_env.pop(Columns.ACTIONS)
+                results = self._try_env_step(to_env.pop(Columns.ACTIONS_FOR_ENV, actions))
+                if results == ENV_STEP_FAILURE:  # RLlib recreated the env: start over, as its _sample does
+                    self._rollout = None
+                    return self.sample_rollout(num_timesteps, explore)
+                observations, rewards, terminated, truncated, _ = results
+                stepped = ~state.awaiting  # copies whose step was an env step (the others got their reset observation)
+                columns[Columns.OBS].append(state.obs)
+                columns[Columns.ACTIONS].append(actions)
+                for key, value in to_env.items():
+                    columns[key].append(value)
+                columns[Columns.REWARDS].append(np.asarray(rewards, dtype=np.float32))
+                columns[Columns.TERMINATEDS].append(np.asarray(terminated, dtype=bool))
+                columns[Columns.TRUNCATEDS].append(np.asarray(truncated, dtype=bool))
+                columns["valid"].append(np.repeat(stepped, n))
+                ts += int(stepped.sum())
+                episodes += self._rollout_bookkeeping(state, stepped, rewards, terminated, truncated)
+                state.obs = np.asarray(observations)
+        rollout = SlotRollout(
+            observations=np.stack([*columns.pop(Columns.OBS), state.obs]),
+            valid=np.stack(columns.pop("valid")),
+            columns={key: np.stack(value) for key, value in columns.items()},
+            env_steps=ts,
+            num_agents=n,
+        )
+        self._log_env_steps(metric=self._metrics_num_env_steps_sampled, num_steps=ts)
+        self._increase_sampled_metrics(ts * n, episodes * n)
+        return rollout
+
+    def _rollout_bookkeeping(self, state: "_RolloutState", stepped, rewards, terminated, truncated) -> int:
+        """Running returns and lengths per slot; logs the env episodes that ended. Returns how many."""
+        n = self.num_agents
+        now = time.perf_counter()
+        state.started[state.awaiting] = now
+        state.returns += np.asarray(rewards, dtype=np.float64) * np.repeat(stepped, n)
+        state.lengths += stepped
+        ended = (np.asarray(terminated) | np.asarray(truncated)).reshape(-1, n).all(axis=1)
+        for c in np.flatnonzero(ended).tolist():
+            returns = state.returns[c * n:(c + 1) * n]
+            length = int(state.lengths[c])
+            self._log_env_episode(length=length, ret=float(returns.sum()), seconds=now - state.started[c],
+                                  agents=dict(zip(self.agent_ids, returns.tolist())),
+                                  agent_steps=dict.fromkeys(self.agent_ids, length))
+            returns[:] = 0.0
+            state.lengths[c] = 0
+        state.awaiting = ended
+        return len(np.flatnonzero(ended))
 
     def _slot_chunk(self, steps: "_StepRecord", head: SingleAgentEpisode, slot: int, reset_at: int, first_step: int,
                     end: int) -> SingleAgentEpisode:

@@ -61,7 +61,10 @@ ENGINE_KEYS = (
     "action_sizes",  # valid actions (Discrete) or action dims (Box) per agent (None: the whole action space)
     "obs_sizes",  # real observation size per agent before padding (identity pre-training reads it)
     "central_dim",  # columns of the centralised critic's input after each agent's own observation (0: none)
+    "array_training",  # ARRAY_TRAINING_KEY: a run setting the module ignores (rllib.array_training)
 )
+#: ``configure_sharing(array_training=...)``: None, True or False; read by ``SharingCallback``.
+ARRAY_TRAINING_KEY = "array_training"
 #: RLlib ``model_config`` keys the engine reads; every other RLlib key must keep its default.
 SUPPORTED_RLLIB_KEYS = ("fcnet_hiddens", "fcnet_activation", "vf_share_layers", "use_lstm", "lstm_cell_size",
                         "max_seq_len", "free_log_std", "log_std_clip_param")
@@ -119,6 +122,8 @@ def read_model_config(model_config: Dict[str, Any], default_method: str = "fups"
     for key, allowed in choices.items():
         if cfg[key] not in allowed:
             raise ValueError(f"model_config[{key!r}] must be one of {allowed}, got {cfg[key]!r}.")
+    if cfg[ARRAY_TRAINING_KEY] not in (None, True, False):
+        raise ValueError(f"array_training must be None (automatic), True or False, got {cfg[ARRAY_TRAINING_KEY]!r}.")
     if not cfg["fcnet_hiddens"] or any(int(h) < 1 for h in cfg["fcnet_hiddens"]):
         raise ValueError(f"model_config['fcnet_hiddens'] must be a non-empty list of positive ints, got {cfg['fcnet_hiddens']!r}.")
     if cfg["use_lstm"] and int(cfg["lstm_cell_size"]) < 1:
