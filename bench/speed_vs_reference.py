@@ -43,6 +43,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for bench.*
 
 from bench import reference_loop as ref
+from rllib_adaps.rllib import array_training
 
 SCENARIOS = {  # key: (env, env_config, train batch in env steps, minibatch in agent rows)
     "bps_v2": ("bps", {"preset": "v2"}, 2000, 500),
@@ -129,11 +130,11 @@ TIMERS = Timers()
 
 
 class _TimedPipeline:
-    """A learner connector pipeline whose pieces are timed one by one (``lc:<piece>``)."""
+    """A connector pipeline whose pieces are timed one by one (``<prefix>:<piece>``)."""
 
-    def __init__(self, pipeline):
+    def __init__(self, pipeline, prefix: str = "lc"):
         self._pipeline = pipeline
-        pipeline.connectors = [_TimedPiece(c) for c in pipeline.connectors]
+        pipeline.connectors = [_TimedPiece(c, prefix) for c in pipeline.connectors]
 
     def __getattr__(self, name):
         return getattr(self._pipeline, name)
@@ -143,9 +144,9 @@ class _TimedPipeline:
 
 
 class _TimedPiece:
-    def __init__(self, connector):
+    def __init__(self, connector, prefix: str = "lc"):
         self._connector = connector
-        self._call = TIMERS.wrap(f"lc:{type(connector).__name__}", connector.__call__)
+        self._call = TIMERS.wrap(f"{prefix}:{type(connector).__name__}", connector.__call__)
         self.__class__ = type(type(connector).__name__, (_TimedPiece,), {})  # RLlib names the piece's metrics by class
 
     def __getattr__(self, name):
@@ -178,8 +179,10 @@ def instrument(algo, episodes: bool = False) -> None:
     TIMERS.patch(runner.env, "reset", "env")
     TIMERS.patch(runner.module, "forward_exploration", "module_forward")
     TIMERS.patch(runner, "_env_to_module", "env_to_module")
-    TIMERS.patch(runner, "_module_to_env", "module_to_env")
+    _TimedPipeline(runner._module_to_env, "m2e")  # the array step calls the pieces directly
     TIMERS.patch(runner, "sample", "sample")
+    TIMERS.patch(runner, "sample_rollout", "sample")
+    TIMERS.patch(array_training, "train_batch", "make_batch")
     TIMERS.patch(runner, "get_metrics", "runner_get_metrics")
     learner = algo.learner_group._learner
     learner._learner_connector = _TimedPipeline(learner._learner_connector)
@@ -209,6 +212,8 @@ def coarse(parts: dict, mapping: dict) -> dict:
     for key, value in parts.items():
         if key.startswith("lc:"):
             part = "learner batch (connectors, GAE)"
+        elif key.startswith("m2e:"):
+            part = "sampling bookkeeping"
         elif key.startswith("ep:"):
             part = "sampling bookkeeping"
         else:

@@ -368,11 +368,11 @@ def test_budgets_are_env_steps_and_the_return_is_the_sum_over_agents(both_paths,
         assert env_runners[-1]["episode_len_mean"] == 25
         last = env_runners[-1]
         assert last["episode_return_mean"] == pytest.approx(sum(last["agent_episode_returns_mean"].values()), rel=1e-9)
-        # The Learner trains N rows per env step (plus one bootstrap row per agent and episode
-        # chunk), the same number on both paths.
-        rows = [r["learners"][mid]["num_module_steps_trained"] for r, mid in
-                ((both_paths[f, seed][-1], FAST_PATH_MODULE_ID if f else SHARED_MODULE_ID) for f in (True, False))]
-        assert rows[0] == rows[1] >= 6 * 400
+        # The Learner trains N rows per env step and epoch: on the fast path (the array
+        # training step) exactly; RLlib's step adds a loss-masked bootstrap row per agent and
+        # episode chunk.
+        rows = results[-1]["learners"][FAST_PATH_MODULE_ID if fast else SHARED_MODULE_ID]["num_module_steps_trained"]
+        assert rows == 2 * 6 * 400 if fast else 2 * 6 * 400 < rows < 2 * 6 * 500
 
 
 def test_both_paths_are_equivalent_in_returns_on_paired_seeds(both_paths):

@@ -36,7 +36,7 @@ from rllib_adaps.core.identity import IdentityResult, fit_identities
 from rllib_adaps.methods import PretrainingOptions, SharingMethod, SharingSpec, apply_plan
 from rllib_adaps.rllib.array_training import install_array_training
 from rllib_adaps.rllib.module_ids import engine_module
-from rllib_adaps.rllib.shims import before_first_training_step, env_runner_groups, foreach_learner, wrap_restores
+from rllib_adaps.rllib.shims import before_first_training_step, env_runner_groups, foreach_learner, fused_adam, wrap_restores
 
 logger = logging.getLogger("rllib_adaps")
 
@@ -166,6 +166,7 @@ class SharingCallback(RLlibCallback):
                              f"AdaPSModule) in the run; it has {len(ids)} ({ids}).")
         self.module_id = ids[0]
         install_array_training(algorithm)  # first: before_first_training_step below wraps the step it installs
+        fused_adam(algorithm)
         facts = self._facts(algorithm)
         self.agent_ids = facts["agent_ids"]
         self.spec = facts["spec"].with_run_seed(self._run_seed(algorithm))
@@ -210,6 +211,7 @@ class SharingCallback(RLlibCallback):
 
     def _read_tables(self, algorithm, facts: Optional[dict] = None) -> None:
         """Takes groups, counts and (restored runs) the installed clustering from the module."""
+        fused_adam(algorithm)  # a restore loaded the checkpoint's optimizer settings (shims, note 7)
         facts = facts or self._facts(algorithm)
         self._groups = parameter_groups(facts["agent_slice"], facts["agent_mask"])
         self._parameters = facts["parameters"]

@@ -66,7 +66,6 @@ from gymnasium.wrappers.vector import DictInfoToList
 from pettingzoo import ParallelEnv
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.callbacks.utils import make_callback
-from ray.rllib.connectors.common.tensor_to_numpy import TensorToNumpy
 from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.connectors.module_to_env.get_actions import GetActions
 from ray.rllib.core.columns import Columns
@@ -527,16 +526,25 @@ def slot_env_to_module(env=None, spaces=None, device=None) -> List[ConnectorV2]:
     return [SlotObservationsToBatch(device=device)]
 
 
+class SlotTensorsToNumpy(ConnectorV2):
+    """Module-to-env: the batch's tensors as numpy arrays (RLlib's ``TensorToNumpy`` walks any
+    nested structure with ``dm-tree``; the fast path's batch is one flat dict of tensors)."""
+
+    def __call__(self, *, rl_module, batch, episodes, explore=None, shared_data=None, **kwargs):
+        return {key: value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+
+
 def slot_module_to_env(env=None, spaces=None) -> List[ConnectorV2]:
     """The fast path's module-to-env pipeline: RLlib's default without its no-op pieces here.
 
-    Sampling (``GetActions``) and ``TensorToNumpy`` as in RLlib's default; left out are the
+    Sampling (``GetActions``) and the tensors as numpy (``SlotTensorsToNumpy``) as in RLlib's
+    default; left out are the
     round trip ``UnBatchToIndividualItems`` -> ``ListifyDataForVectorEnv`` (the env and
     RLlib's EnvRunner take the batched arrays as they are), ``RemoveSingleTsTimeRankFromBatch``
     (recurrent policies take the multi-agent path) and ``NormalizeAndClipActions`` (a deep copy
     and a per-item tree walk; ``SlotVectorEnv`` scales Box actions to each agent's bounds).
     """
-    return [GetActions(), TensorToNumpy()]
+    return [GetActions(), SlotTensorsToNumpy()]
 
 
 # --------------------------------------------------------------------------- the EnvRunner
@@ -753,9 +761,9 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
                         to_env = self.module.forward_exploration(to_module, t=global_steps)
                     else:
                         to_env = self.module.forward_inference(to_module)
-                to_env = self._module_to_env(rl_module=self.module, batch=to_env, episodes=self._ongoing_episodes, explore=explore,
-                                             shared_data=self._shared_data, metrics=self.metrics,
-                                             metrics_prefix_key=(MODULE_TO_ENV_CONNECTOR,))
+                for connector in self._module_to_env.connectors:  # the pieces, without the pipeline's per-piece timers
+                    to_env = connector(rl_module=self.module, batch=to_env, episodes=self._ongoing_episodes, explore=explore,
+                                       shared_data=self._shared_data, metrics=self.metrics)
                 actions = to_env.pop(Columns.ACTIONS)
                 results = self._try_env_step(to_env.pop(Columns.ACTIONS_FOR_ENV, actions))
                 if results == ENV_STEP_FAILURE:  # RLlib recreated the env: start over, as its _sample does

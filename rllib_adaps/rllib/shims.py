@@ -25,6 +25,10 @@
    one subclass, ``rllib_adaps.rllib.fast_path.FastPathEnvRunner`` (``sample``, ``make_env``,
    ``_increase_sampled_metrics``, ``get_metrics``, ``_new_episode``,
    ``_make_on_episode_callback``), not here, because they are the fast path itself.
+7. ``TorchLearner`` builds ``torch.optim.Adam(params)``, which on CPU runs torch's per-tensor
+   loop: several kernels per parameter tensor and step. ``fused_adam`` switches every Learner's
+   Adam to torch's fused kernel (the same update in one pass; ``bench/speed_vs_reference.py``).
+   A restore loads the checkpoint's optimizer settings back, so it runs after restores too.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 from typing import Any, Callable, List
 
 import ray
+import torch
 from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE
 
 
@@ -93,3 +98,21 @@ def before_first_training_step(algorithm, fn: Callable[[Any], None]) -> None:
         return original(*args, **kwargs)
 
     algorithm.training_step = training_step
+
+
+def _fuse_adam(learner) -> int:
+    fused = 0
+    for optimizer in learner._named_optimizers.values():
+        if type(optimizer) is not torch.optim.Adam:
+            continue
+        for group in optimizer.param_groups:
+            usable = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in group["params"])
+            if usable and not group["differentiable"] and not group["fused"]:
+                group["fused"], group["foreach"] = True, False
+                fused += 1
+    return fused
+
+
+def fused_adam(algorithm) -> None:
+    """Every Learner's ``torch.optim.Adam`` takes torch's fused kernel (note 7)."""
+    foreach_learner(algorithm, _fuse_adam)
