@@ -308,14 +308,19 @@ def take_turns(sides: dict, rounds: int) -> dict:
     return rows
 
 
-def report(title: str, rows: dict, agents: int, detail: bool) -> None:
-    med = {label: medians(r) for label, r in rows.items()}
+def report(title: str, plain: dict, rows: dict, agents: int, detail: bool) -> None:
+    """``plain``: rounds without the plugin's timers (the ratio); ``rows``: rounds with them (the parts)."""
+    med = {label: medians(r) for label, r in plain.items()}
     plugin, reference = med["plugin"], med["reference"]
-    print(f"\n{title}; {agents} agents; {len(rows['plugin'])} rounds, medians")
-    ratios = [p["env_steps_per_s"] / r["env_steps_per_s"] for p, r in zip(rows["plugin"], rows["reference"])]
+    print(f"\n{title}; {agents} agents; {len(plain['plugin'])} rounds, medians")
+    ratios = [p["env_steps_per_s"] / r["env_steps_per_s"] for p, r in zip(plain["plugin"], plain["reference"])]
     print(f"env steps/s: plugin {plugin['env_steps_per_s']:.0f}, reference {reference['env_steps_per_s']:.0f}, "
           f"plugin/reference {plugin['env_steps_per_s'] / reference['env_steps_per_s']:.2f} "
           f"(per round: {', '.join(f'{x:.2f}' for x in ratios)})")
+    med = {label: medians(r) for label, r in rows.items()}
+    plugin, reference = med["plugin"], med["reference"]
+    print(f"the same with the plugin's parts timed ({len(rows['plugin'])} more rounds; the timers cost the plugin "
+          f"{plugin['total'] - medians(plain['plugin'])['total']:.2f} us per agent step):")
     cp, cr = coarse(plugin["parts"], COARSE), coarse(reference["parts"], REFERENCE_COARSE)
     print(f"{'us per agent step':40} {'plugin':>9} {'reference':>10} {'difference':>11}")
     for part in PARTS:
@@ -335,28 +340,32 @@ def report(title: str, rows: dict, agents: int, detail: bool) -> None:
 def ppo_vs_reference(key: str, rounds: int, detail: bool, episodes: bool = False) -> None:
     name, env_config, batch, minibatch = SCENARIOS[key]
     algo, agents = plugin_ppo(name, env_config, batch, minibatch)
-    instrument(algo, episodes)
     runner = ref.Runner(ref.Settings(env=name, env_config=dict(env_config), copies=COPIES, batch_env_steps=batch,
                                      minibatch_rows=minibatch))
-    rows = take_turns({"plugin": lambda: plugin_iteration(algo, agents),
-                       "reference": lambda: reference_iteration(runner, ref.ppo_iteration)}, rounds)
+    sides = {"plugin": lambda: plugin_iteration(algo, agents),
+             "reference": lambda: reference_iteration(runner, ref.ppo_iteration)}
+    plain = take_turns(sides, rounds)
+    instrument(algo, episodes)
+    rows = take_turns(sides, rounds)
     algo.stop()
     report(f"PPO FuPS {key}: {name} {env_config}, {COPIES} copies, batch {batch} env steps, minibatch {minibatch} rows, "
-           f"1 epoch, 64x64 relu (reference: {rows['reference'][-1]['updates']} optimizer steps/iteration)", rows, agents, detail)
+           f"1 epoch, 64x64 relu (reference: {rows['reference'][-1]['updates']} optimizer steps/iteration)", plain, rows, agents,
+           detail)
 
 
 def a2c_vs_reference(rounds: int, detail: bool, episodes: bool = False) -> None:
     name, env_config = A2C_SCENARIO
     algo, agents = plugin_a2c(name, env_config)
-    instrument(algo, episodes)
     runner = ref.Runner(ref.a2c_settings(env=name, env_config=dict(env_config), copies=COPIES,
                                          batch_env_steps=A2C_ROLLOUT * COPIES))
     iteration = lambda r: ref.a2c_iteration(r, A2C_ENV_STEPS_PER_ITERATION)
-    rows = take_turns({"plugin": lambda: plugin_iteration(algo, agents),
-                       "reference": lambda: reference_iteration(runner, iteration)}, rounds)
+    sides = {"plugin": lambda: plugin_iteration(algo, agents), "reference": lambda: reference_iteration(runner, iteration)}
+    plain = take_turns(sides, rounds)
+    instrument(algo, episodes)
+    rows = take_turns(sides, rounds)
     algo.stop()
     report(f"A2C FuPS (a2c_settings) bps_v1: {COPIES} copies x {A2C_ROLLOUT}-step rollouts, one update per "
-           f"{A2C_ROLLOUT * COPIES} env steps, {A2C_ENV_STEPS_PER_ITERATION} env steps per iteration", rows, agents, detail)
+           f"{A2C_ROLLOUT * COPIES} env steps, {A2C_ENV_STEPS_PER_ITERATION} env steps per iteration", plain, rows, agents, detail)
 
 
 def methods_vs_fups(key: str, methods: list, rounds: int) -> None:

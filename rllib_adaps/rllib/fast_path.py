@@ -642,6 +642,7 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
     _told_loop = False  # the log line saying why timestep sampling takes RLlib's loop, once
 
     def _sample(self, *, num_timesteps=None, num_episodes=None, explore, random_actions=False, force_reset=False):
+        self._stay_in_eval_mode()
         if self._rollout is not None:  # sample_rollout held the envs: its partial episodes are dropped
             self._rollout, force_reset = None, True
         if num_timesteps is None or random_actions or self._episode_hooks_in_use or not self.array_sampling:
@@ -744,6 +745,7 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
         Finished env episodes are logged as ``sample()`` logs them (``get_metrics``).
         """
         n, num_copies = self.num_agents, self.num_envs // self.num_agents
+        self._stay_in_eval_mode()
         if self._rollout is None or self._needs_initial_reset:
             self._reset_envs_and_episodes(explore)
             self._rollout = _RolloutState(np.asarray(self._cached_to_module[Columns.OBS]), num_copies, n)
@@ -792,6 +794,13 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
         self._log_env_steps(metric=self._metrics_num_env_steps_sampled, num_steps=ts)
         self._increase_sampled_metrics(ts * n, episodes * n)
         return rollout
+
+    def _stay_in_eval_mode(self) -> None:
+        """RLlib's ``forward_exploration`` switches a module in training mode to eval and back on
+        every call (two walks over its submodules per vector step); an EnvRunner's module never
+        trains, so it stays in eval mode (``ParameterSharingModule.train`` makes the call free)."""
+        if self.module is not None and self.module.training:
+            self.module.eval()
 
     def _rollout_bookkeeping(self, state: "_RolloutState", stepped, rewards, terminated, truncated) -> int:
         """Running returns and lengths per slot; logs the env episodes that ended. Returns how many."""

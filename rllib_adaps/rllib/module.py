@@ -342,6 +342,15 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
                 )
         super().set_state(state)
 
+    def train(self, mode: bool = True):
+        """RLlib switches the mode on every call (``eval()`` in each ``forward_exploration``,
+        ``train()`` in each ``forward_train``), and torch walks every submodule each time. This
+        module has no mode-dependent layer (no dropout, no batch norm); a switch to the mode it
+        is already in returns at once."""
+        if self.training == mode:
+            return self
+        return super().train(mode)
+
     # ---------------------------------------------------------------- recurrent state
     @override(TorchRLModule)
     def is_stateful(self) -> bool:
