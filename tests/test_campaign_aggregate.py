@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("rliable")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for bench.campaign
 from bench.campaign import protocol, report, results  # noqa: E402
-from bench.campaign.protocol import Protocol  # noqa: E402
+from bench.campaign.protocol import SCENARIOS, Protocol  # noqa: E402
 
 
 def write_trial(storage: Path, experiment: str, seed: int, returns, ari=None, finished=True, parameters=1000, ari_from_half=None,
@@ -252,15 +252,16 @@ def test_protocol_two_tests_every_run_and_runs_the_reference_a2c():
     a2c = Protocol("bps_v1", "fups", "a2c", 0, 8).algorithm_config()
     tests = a2c.custom_evaluation_function
     assert isinstance(tests, TestReturns) and tests.episodes == 20 and a2c.evaluation_interval == 1
-    assert (tests.every_env_steps, tests.end_env_steps) == (300_000 // 20, 300_000)
+    budget = SCENARIOS["bps_v1"]["env_steps"]
+    assert (tests.every_env_steps, tests.end_env_steps) == (budget // 20, budget)
     assert a2c.learner_class is ReferenceA2CLearner and a2c.grad_clip == 0.5
     ablation = Protocol("bps_v1", "fups", "a2c", 0, 8, rllib_a2c=True)
     assert ablation.name == "bps_v1-fups-a2c+rllib" and ablation.algorithm_config().grad_clip is None
     # the last test falls in the iteration that reaches the budget, whatever the env steps per
-    # iteration (A2C on LBF: 2,040): the first iteration, 20 crossings of 15,000, the last at the end
-    iterations = range(2040, 300_000 + 2040, 2040)
+    # iteration (A2C on LBF: 2,040): the first iteration, 20 crossings of budget / 20, the last at the end
+    iterations = range(2040, budget + 2040, 2040)
     due = [trained for trained in iterations if tests._due(trained)]
-    assert due[0] == 2040 and due[-1] == iterations[-1] >= 300_000 and len(due) == 21
+    assert due[0] == 2040 and due[-1] == iterations[-1] >= budget and len(due) == 21
 
 
 def test_the_score_is_the_test_return_at_the_end(tmp_path):

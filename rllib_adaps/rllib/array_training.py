@@ -30,6 +30,7 @@ an error saying why not.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from typing import Dict, Optional
@@ -91,11 +92,17 @@ def train_batch(module, rollout: SlotRollout, *, gamma: float, lambda_: float) -
     return batch
 
 
+def _is_ppos_step(step) -> bool:
+    """PPO's own ``training_step``, also inside a Ray actor, whose class wraps every method
+    (``ray.util.tracing``) with ``functools.wraps``."""
+    return inspect.unwrap(step) is PPO.training_step
+
+
 def array_training_problem(algorithm) -> Optional[str]:
     """None if ``ArrayTrainingStep`` can take ``algorithm``'s training step, else why not."""
     config = algorithm.config
     runner = getattr(algorithm.env_runner_group, "local_env_runner", None) if algorithm.env_runner_group else None
-    if not isinstance(algorithm, PPO) or type(algorithm).training_step is not PPO.training_step:
+    if not isinstance(algorithm, PPO) or not _is_ppos_step(type(algorithm).training_step):
         return f"{type(algorithm).__name__} is not PPO"
     if not isinstance(runner, FastPathEnvRunner):
         return "the run is on RLlib's multi-agent path"
