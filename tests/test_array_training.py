@@ -153,3 +153,17 @@ def test_the_step_is_chosen_logged_and_can_be_turned_off(ray_local, caplog, case
 def test_array_training_takes_none_true_or_false():
     with pytest.raises(ValueError, match="array_training must be None"):
         a2c_config("fups", array_training="yes")
+
+
+def test_a_tune_trial_takes_the_array_step(ray_local, tmp_path):
+    """Tune runs the Algorithm in a Ray actor, whose class wraps every method: the step is
+    still recognised as PPO's. Seen in what the trial trained: exactly N rows per env step
+    (RLlib's step would add a bootstrap row per agent and episode chunk)."""
+    from ray import tune
+
+    tuner = tune.Tuner(PPOConfig().algo_class, param_space=a2c_config("fups"),
+                       run_config=tune.RunConfig(storage_path=str(tmp_path), stop={"training_iteration": 1}, verbose=0))
+    result = tuner.fit().get_best_result(metric="env_runners/num_env_steps_sampled_lifetime", mode="max")
+    assert result.error is None
+    assert result.metrics["env_runners"]["num_env_steps_sampled_lifetime"] == 100
+    assert result.metrics["learners"][FAST_PATH_MODULE_ID]["num_module_steps_trained"] == 100 * 6
