@@ -279,3 +279,14 @@ def test_the_score_is_the_test_return_at_the_end(tmp_path):
     assert rows["fups"]["test_sampled_iqm"] == pytest.approx(-9.5)
     again = {r["method"]: r for r in report.aggregate(tmp_path / "none", out, reps=200)}  # from the archive alone
     assert again == rows
+
+
+def test_the_flattening_criterion_tells_a_plateau_from_a_rising_curve():
+    """21 tests per run, 5 seeds: a curve that rose and stayed has flattened; one still rising
+    by the same step per test has not (its last 4 tests gain 4/20 of the whole over the 4 before)."""
+    x = np.arange(21, dtype=float)
+    plateau = [{"test_greedy": -100 + 90 * (1 - np.exp(-x / 2)) + seed} for seed in range(5)]
+    rising = [{"test_greedy": -100 + 4.5 * x + seed} for seed in range(5)]
+    assert abs(report.late_gain(plateau)) <= report.FLAT_SHARE
+    assert report.late_gain(rising) == pytest.approx(4 * 4.5 / (4.5 * 18.5), rel=1e-6)
+    assert report.late_gain([{"test_greedy": x[:5]}]) is None  # too few tests to tell

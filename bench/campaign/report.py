@@ -32,7 +32,12 @@ from .results import (ARCHIVE, area_under_curve, final_return, final_test_return
                       test_area_under_curve, write_archive)
 
 CURVE_POINTS = 50  # env-step grid of the curves
-TEST_FIELDS = ["test_iqm", "test_low", "test_high", "test_sampled_iqm", "test_auc_iqm"]
+TEST_FIELDS = ["test_iqm", "test_low", "test_high", "test_sampled_iqm", "test_auc_iqm", "late_gain", "flattened"]
+#: The flattening criterion, fixed before protocol 2's runs: the IQM over seeds of the greedy test
+#: return, averaged over the last ``FLAT_POINTS`` tests, differs from its average over the
+#: ``FLAT_POINTS`` tests before by at most ``FLAT_SHARE`` of the curve's whole gain (last
+#: average minus first test). ``late_gain`` is that difference over the whole gain.
+FLAT_POINTS, FLAT_SHARE = 4, 0.05
 SUMMARY_FIELDS = ["scenario", "method", "seeds", "env_steps", *TEST_FIELDS, "iqm", "iqm_low", "iqm_high", "mean", "mean_low",
                   "mean_high", "ari"]
 SPEED_FIELDS = ["scenario", "method", "seeds", "env_steps", "auc_iqm", "auc_low", "auc_high"]
@@ -109,9 +114,26 @@ def test_columns(by_method: Dict[str, List[dict]], reps: int) -> Dict[str, dict]
     greedy, greedy_ci = interval_estimates(per_run(tested, final_test_return), iqm, reps)
     sampled = {m: metrics.aggregate_iqm(per_run(tested, lambda r: final_test_return(r, "sampled"))[m]) for m in tested}
     auc = {m: metrics.aggregate_iqm(per_run(tested, test_area_under_curve)[m]) for m in tested}
+    late = {m: late_gain(rs) for m, rs in tested.items()}
     return {m: {"test_iqm": round(float(greedy[m][0]), 4), "test_low": round(float(greedy_ci[m][0][0]), 4),
                 "test_high": round(float(greedy_ci[m][1][0]), 4), "test_sampled_iqm": round(float(sampled[m]), 4),
-                "test_auc_iqm": round(float(auc[m]), 4)} for m in tested}
+                "test_auc_iqm": round(float(auc[m]), 4), "late_gain": "" if late[m] is None else round(late[m], 3),
+                "flattened": "" if late[m] is None else ("yes" if abs(late[m]) <= FLAT_SHARE else "no")} for m in tested}
+
+
+def late_gain(runs: List[dict]):
+    """The flattening criterion's ratio (``FLAT_POINTS``, ``FLAT_SHARE``) of one method's runs,
+    tests aligned by their order (every run tests at the same env-step points); None with too
+    few tests."""
+    from rliable import metrics
+
+    points = min(len(r["test_greedy"]) for r in runs)
+    if points < 2 * FLAT_POINTS + 1:
+        return None
+    curve = np.array([metrics.aggregate_iqm(np.array([[r["test_greedy"][i]] for r in runs])) for i in range(points)])
+    last, before = curve[-FLAT_POINTS:].mean(), curve[-2 * FLAT_POINTS:-FLAT_POINTS].mean()
+    gain = last - curve[0]
+    return 0.0 if gain == 0 else float((last - before) / abs(gain))
 
 
 def per_run(by_key: Dict[str, List[dict]], score) -> Dict[str, np.ndarray]:
