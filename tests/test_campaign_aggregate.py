@@ -290,3 +290,13 @@ def test_the_flattening_criterion_tells_a_plateau_from_a_rising_curve():
     assert abs(report.late_gain(plateau)) <= report.FLAT_SHARE
     assert report.late_gain(rising) == pytest.approx(4 * 4.5 / (4.5 * 18.5), rel=1e-6)
     assert report.late_gain([{"test_greedy": x[:5]}]) is None  # too few tests to tell
+
+
+def test_the_flattening_criterion_aligns_tests_from_the_end():
+    """A run restored from a checkpoint tests once more where it resumed: one extra early point
+    changes nothing."""
+    x = np.arange(21, dtype=float)
+    rising = [{"test_greedy": -100 + 4.5 * x + seed} for seed in range(5)]
+    restored = [dict(r) for r in rising]
+    restored[0] = {"test_greedy": np.insert(rising[0]["test_greedy"], 3, -80.0)}
+    assert report.late_gain(restored) == pytest.approx(report.late_gain(rising))

@@ -122,17 +122,18 @@ def test_columns(by_method: Dict[str, List[dict]], reps: int) -> Dict[str, dict]
 
 
 def late_gain(runs: List[dict]):
-    """The flattening criterion's ratio (``FLAT_POINTS``, ``FLAT_SHARE``) of one method's runs,
-    tests aligned by their order (every run tests at the same env-step points); None with too
-    few tests."""
+    """The flattening criterion's ratio (``FLAT_POINTS``, ``FLAT_SHARE``) of one method's runs.
+    Tests are aligned from the end (every run tests at the same env-step points, but a run
+    restored from a checkpoint tests once more where it resumed); None with too few tests."""
     from rliable import metrics
 
-    points = min(len(r["test_greedy"]) for r in runs)
-    if points < 2 * FLAT_POINTS + 1:
+    points = 2 * FLAT_POINTS
+    if min(len(r["test_greedy"]) for r in runs) < points + 1:
         return None
-    curve = np.array([metrics.aggregate_iqm(np.array([[r["test_greedy"][i]] for r in runs])) for i in range(points)])
-    last, before = curve[-FLAT_POINTS:].mean(), curve[-2 * FLAT_POINTS:-FLAT_POINTS].mean()
-    gain = last - curve[0]
+    iqm = lambda values: float(metrics.aggregate_iqm(np.array([[v] for v in values])))  # noqa: E731
+    tail = [iqm([r["test_greedy"][i] for r in runs]) for i in range(-points, 0)]
+    last, before = np.mean(tail[FLAT_POINTS:]), np.mean(tail[:FLAT_POINTS])
+    gain = last - iqm([r["test_greedy"][0] for r in runs])
     return 0.0 if gain == 0 else float((last - before) / abs(gain))
 
 
