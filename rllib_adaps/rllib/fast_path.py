@@ -780,9 +780,10 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
                 columns[Columns.REWARDS].append(np.asarray(rewards, dtype=np.float32))
                 columns[Columns.TERMINATEDS].append(np.asarray(terminated, dtype=bool))
                 columns[Columns.TRUNCATEDS].append(np.asarray(truncated, dtype=bool))
-                columns["valid"].append(np.repeat(stepped, n))
+                valid = np.repeat(stepped, n)
+                columns["valid"].append(valid)
                 ts += int(stepped.sum())
-                episodes += self._rollout_bookkeeping(state, stepped, rewards, terminated, truncated)
+                episodes += self._rollout_bookkeeping(state, stepped, valid, rewards, terminated, truncated)
                 state.obs = np.asarray(observations)
         rollout = SlotRollout(
             observations=np.stack([*columns.pop(Columns.OBS), state.obs]),
@@ -802,15 +803,16 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
         if self.module is not None and self.module.training:
             self.module.eval()
 
-    def _rollout_bookkeeping(self, state: "_RolloutState", stepped, rewards, terminated, truncated) -> int:
+    def _rollout_bookkeeping(self, state: "_RolloutState", stepped, valid, rewards, terminated, truncated) -> int:
         """Running returns and lengths per slot; logs the env episodes that ended. Returns how many."""
         n = self.num_agents
         now = time.perf_counter()
         state.started[state.awaiting] = now
-        state.returns += np.asarray(rewards, dtype=np.float64) * np.repeat(stepped, n)
+        state.returns += np.asarray(rewards, dtype=np.float64) * valid
         state.lengths += stepped
         ended = (np.asarray(terminated) | np.asarray(truncated)).reshape(-1, n).all(axis=1)
-        for c in np.flatnonzero(ended).tolist():
+        ended_copies = np.flatnonzero(ended).tolist()
+        for c in ended_copies:
             returns = state.returns[c * n:(c + 1) * n]
             length = int(state.lengths[c])
             self._log_env_episode(length=length, ret=float(returns.sum()), seconds=now - state.started[c],
@@ -819,7 +821,7 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
             returns[:] = 0.0
             state.lengths[c] = 0
         state.awaiting = ended
-        return len(np.flatnonzero(ended))
+        return len(ended_copies)
 
     def _slot_chunk(self, steps: "_StepRecord", head: SingleAgentEpisode, slot: int, reset_at: int, first_step: int,
                     end: int) -> SingleAgentEpisode:
