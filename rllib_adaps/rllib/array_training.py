@@ -60,6 +60,7 @@ from rllib_adaps.rllib.module_ids import FAST_PATH_MODULE_ID
 
 logger = logging.getLogger("rllib_adaps")
 
+
 def train_batch(module, rollout: SlotRollout, *, gamma: float, lambda_: float) -> Dict[str, torch.Tensor]:
     """PPO's train batch of a rollout: its real transitions with advantages and value targets."""
     steps, slots = rollout.valid.shape

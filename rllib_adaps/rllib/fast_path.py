@@ -487,7 +487,6 @@ class SlotRollout:
     valid: np.ndarray
     columns: Dict[str, np.ndarray]
     env_steps: int
-    num_agents: int
 
 
 class _RolloutState:
@@ -790,7 +789,6 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
             valid=np.stack(columns.pop("valid")),
             columns={key: np.stack(value) for key, value in columns.items()},
             env_steps=ts,
-            num_agents=n,
         )
         self._log_env_steps(metric=self._metrics_num_env_steps_sampled, num_steps=ts)
         self._increase_sampled_metrics(ts * n, episodes * n)
