@@ -115,11 +115,13 @@ def test_nops_matches_separate_networks_after_one_adam_step():
         torch.testing.assert_close(after_values[rows], values, rtol=1e-5, atol=1e-6)
 
 
-def test_routed_batch_equals_one_sample_at_a_time():
+@pytest.mark.parametrize("agents", [[3, 0, 1, 2, 0, 3, 3], [3, 1, 3, 1, 1]], ids=["every slice", "some slices"])
+def test_routed_batch_equals_one_sample_at_a_time(agents):
+    """The block holds the slices present in the batch; alone, a sample takes the one-slice path."""
     module = for_method("nops")
-    batch = batch_for([3, 0, 1, 2, 0, 3, 3])
+    batch = batch_for(agents)
     together, values = logits_and_values(module, batch)
-    for i in range(7):
+    for i in range(len(agents)):
         alone = {Columns.OBS: batch[Columns.OBS][i : i + 1]}
         torch.testing.assert_close(module.forward_inference(alone)[Columns.ACTION_DIST_INPUTS][0], together[i])
         torch.testing.assert_close(module.compute_values(alone)[0], values[i])

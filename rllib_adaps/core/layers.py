@@ -2,8 +2,9 @@
 
 Every layer holds ``G`` slices (``weight[g]`` is ``[in, out]``, ``bias[g]`` is ``[out]``). A
 forward pass routes each sample to its slice: samples are scattered into a ``[U, rows, in]``
-block, one ``bmm`` per layer runs every used slice at once, and the result is gathered back.
-No loop over agents or groups; with one slice in use it is a plain matmul. Plain torch: the
+block (``U``: the slices present in the batch), one ``bmm`` per layer runs them at once, and
+the result is gathered back. No loop over agents or groups; with one slice in use it is a
+plain matmul. Plain torch: the
 RLModule around it lives in ``rllib_adaps.rllib.module``.
 """
 
@@ -25,28 +26,40 @@ class Routing:
     """Where each sample of a batch goes: its slice and its row in the ``[U, rows]`` block.
 
     Built once per forward pass from the per-sample slice index and reused by every layer.
-    ``U`` counts the slices the agents use (SePS allocates more than it uses).
+    ``U`` counts the slices this batch's samples use, not the slices the agents use: a
+    minibatch cut from slot-major rows holds a few agents, and a block over every agent's
+    slice would be mostly padding (NoPS: 30 slices of up to 250 rows for 500 samples).
     """
 
-    def __init__(self, sample_slice: torch.Tensor, used_slices: torch.Tensor, num_slices: int):
-        self.used = used_slices  # [U] slice ids in use (sorted)
-        self.single = len(used_slices) == 1
-        self.all_slices = len(used_slices) == num_slices  # then slice id == block index
+    def __init__(self, sample_slice: Optional[torch.Tensor], num_slices: int):
+        self.single = True
+        if sample_slice is None or num_slices == 1 or len(sample_slice) == 0:
+            self.used = torch.zeros(1, dtype=torch.int64)
+            return
+        counts = torch.bincount(sample_slice, minlength=num_slices)
+        self.used = counts.nonzero().flatten()  # [U] slice ids in this batch (sorted)
+        self.single = len(self.used) == 1
+        self.all_slices = len(self.used) == num_slices  # then slice id == block index
         if self.single:
             return
         if self.all_slices:
             sample_compact = sample_slice
         else:
-            compact = torch.full((num_slices,), -1, dtype=torch.int64, device=used_slices.device)
-            compact[used_slices] = torch.arange(len(used_slices), device=used_slices.device)
+            compact = torch.full((num_slices,), -1, dtype=torch.int64, device=sample_slice.device)
+            compact[self.used] = torch.arange(len(self.used), device=sample_slice.device)
             sample_compact = compact[sample_slice]  # [B] in 0..U-1
-        counts = torch.bincount(sample_compact, minlength=len(used_slices))
-        self.rows = int(counts.max()) if len(sample_compact) else 0
+        counts = counts[self.used]
+        self.rows = int(counts.max())
         order = torch.argsort(sample_compact, stable=True)
         starts = torch.cumsum(counts, 0) - counts
         position = torch.empty_like(order)
         position[order] = torch.arange(len(order), device=order.device) - starts[sample_compact[order]]
         self.slot = sample_compact * self.rows + position  # [B] row in the flattened block
+
+    @classmethod
+    def shared(cls) -> "Routing":
+        """One slice for every sample (FuPS and the masked methods): plain matmuls."""
+        return cls(None, 1)
 
     def scatter(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, d]`` -> ``[U, rows, d]`` (unused rows are zero and never read back)."""

@@ -374,10 +374,7 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
             x = obs[:, :columns]
             return torch.cat([x, agent_id], dim=-1) if agent_id is not None else x
 
-        if self.num_slices == 1:  # FuPS, FuPS+id, SNP-PS, AdaPS: nothing to route
-            routing = Routing(None, self.agent_slice.new_zeros(1), 1)
-        else:
-            routing = Routing(self.agent_slice[index], self.used_slices(), self.num_slices)
+        routing = Routing(self.agent_slice[index], self.num_slices)  # one slice (FuPS, AdaPS, ...): nothing to route
         masks = self.mask_table[self.agent_mask[index]].to(obs.dtype) if (self.mask_actor or self.mask_critic) else None
         routed_masks = masks if routing.single or masks is None else routing.scatter(masks)
         actor_in = features(self.obs_dim)
@@ -386,7 +383,7 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
         if critic and not self.vf_share_layers:
             critic_in = features(self.obs_dim + self.central_dim)
             if self.shared_critic:
-                critic_routing = Routing(None, self.agent_slice.new_zeros(1), 1)
+                critic_routing = Routing.shared()
             else:
                 critic_routing, critic_masks = routing, routed_masks if self.mask_critic else None
                 critic_in = critic_in if routing.single else routing.scatter(critic_in)
@@ -408,10 +405,7 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
         batch, steps = (p.lead[0], p.lead[1]) if len(p.lead) == 2 else (p.lead[0], 1)
         x = x.reshape(batch, steps, -1)
         seq_index = p.index.reshape(batch, steps)[:, 0]
-        if self.num_slices == 1:
-            seq_routing = Routing(None, self.agent_slice.new_zeros(1), 1)
-        else:
-            seq_routing = Routing(self.agent_slice[seq_index], self.used_slices(), self.num_slices)
+        seq_routing = Routing(self.agent_slice[seq_index], self.num_slices)
 
         def routed(t):
             return t if seq_routing.single else seq_routing.scatter(t)
