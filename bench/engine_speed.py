@@ -113,7 +113,7 @@ def main() -> None:
 
     import rllib_adaps
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     rllib_adaps.register_envs()
     methods = args.methods.split(",")
     algos = {m: build(m, args.agents, args.types, args.batch) for m in methods}

@@ -196,7 +196,7 @@ def main() -> None:
 
     import rllib_adaps
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     rllib_adaps.register_envs()
     print("PPO FuPS, fast path vs multi-agent path, taking turns in one process (driver EnvRunner, local Learner)")
     for key in args.scenarios.split(","):

@@ -24,7 +24,7 @@ def measure(agents: int, env_steps: int, seed: int) -> dict:
 
     import rllib_adaps
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     rllib_adaps.register_envs()
     config = (
         PPOConfig()

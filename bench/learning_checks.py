@@ -86,7 +86,7 @@ def run(check: str, variant: str, seed: int) -> dict:
     spec = CHECKS[check]
     method, model, extra = spec["variants"][variant]
     options = {**(ADAPS if method == "adaps" else {}), **extra}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     rllib_adaps.register_envs()
     register_third_party_envs()
     config = (PPOConfig().environment(spec["env"], env_config=spec["env_config"])

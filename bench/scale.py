@@ -65,7 +65,7 @@ def measure(method: str, agents: int, types: int, min_seconds: float, batch: int
     import rllib_adaps
     from comparison import trainable_parameters
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     rllib_adaps.register_envs()
     baseline = current_rss()
     config = (

@@ -41,7 +41,7 @@ def main():
     parser.add_argument("--preset", default="v1")
     args = parser.parse_args()
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     config = (
         PPOConfig()
         .environment("bps", env_config={"preset": args.preset})

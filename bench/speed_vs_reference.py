@@ -413,7 +413,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("RAY_ADDRESS", "local")  # an instance of our own, never a cluster left running
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     rllib_adaps.register_envs()
     if args.episode_detail:
         instrument_episodes()

@@ -19,7 +19,7 @@ import rllib_adaps
 
 
 def main() -> None:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     rllib_adaps.register_envs()
     counts = collections.Counter()
     register_optimizer_step_post_hook(lambda opt, args, kwargs: counts.update([id(opt)]))
