@@ -36,7 +36,14 @@ from rllib_adaps.core.identity import IdentityResult, fit_identities
 from rllib_adaps.methods import PretrainingOptions, SharingMethod, SharingSpec, apply_plan
 from rllib_adaps.rllib.array_training import install_array_training
 from rllib_adaps.rllib.module_ids import engine_module
-from rllib_adaps.rllib.shims import before_first_training_step, env_runner_groups, foreach_learner, fused_adam, wrap_restores
+from rllib_adaps.rllib.shims import (
+    before_first_training_step,
+    check_gradients_once,
+    env_runner_groups,
+    foreach_learner,
+    fused_adam,
+    wrap_restores,
+)
 
 logger = logging.getLogger("rllib_adaps")
 
@@ -167,6 +174,7 @@ class SharingCallback(RLlibCallback):
         self.module_id = ids[0]
         install_array_training(algorithm)  # first: before_first_training_step below wraps the step it installs
         fused_adam(algorithm)
+        check_gradients_once(algorithm)
         facts = self._facts(algorithm)
         self.agent_ids = facts["agent_ids"]
         self.spec = facts["spec"].with_run_seed(self._run_seed(algorithm))

@@ -29,6 +29,14 @@
    loop: several kernels per parameter tensor and step. ``fused_adam`` switches every Learner's
    Adam to torch's fused kernel (the same update in one pass; ``bench/speed_vs_reference.py``).
    A restore loads the checkpoint's optimizer settings back, so it runs after restores too.
+8. ``TorchLearner.apply_gradients`` tests every gradient tensor for nan/inf twice with
+   ``torch.isfinite(...).all()``, which on CPU is four kernels and temporaries per tensor: about
+   60x a sum over the same elements, and with NoPS's slices a larger share of each step than
+   Adam itself. ``check_gradients_once`` tests the sum of all gradients instead (finite only
+   if every element is); when it is finite the gradients are set and the optimizers step, as
+   RLlib does after its checks pass, and otherwise RLlib's own method runs (zeroing and
+   warning as before). Not installed where RLlib's method does more (grad scalers, torch LR
+   schedulers, ``torch_skip_nan_gradients``).
 """
 
 from __future__ import annotations
@@ -116,3 +124,27 @@ def _fuse_adam(learner) -> int:
 def fused_adam(algorithm) -> None:
     """Every Learner's ``torch.optim.Adam`` takes torch's fused kernel (note 7)."""
     foreach_learner(algorithm, _fuse_adam)
+
+
+def _check_gradients_once(learner) -> bool:
+    if learner.config.torch_skip_nan_gradients or learner._grad_scalers is not None or learner._lr_scheduler_classes is not None:
+        return False
+    rllib_apply_gradients = learner.apply_gradients
+
+    def apply_gradients(gradients_dict) -> None:
+        grads = [g for g in gradients_dict.values() if g is not None]
+        if grads and not torch.isfinite(torch.stack([g.sum() for g in grads]).sum()):
+            return rllib_apply_gradients(gradients_dict)  # some nan/inf (or an overflowing sum)
+        for pid, grad in gradients_dict.items():
+            learner._params[pid].grad = grad
+        for module_id, names in learner._module_optimizers.items():
+            for name in names:
+                learner.get_optimizer(module_id, name).step()
+
+    learner.apply_gradients = apply_gradients
+    return True
+
+
+def check_gradients_once(algorithm) -> None:
+    """Every Learner tests its gradients for nan/inf in one pass (note 8)."""
+    foreach_learner(algorithm, _check_gradients_once)
