@@ -103,6 +103,7 @@ from ray.tune.registry import ENV_CREATOR, _global_registry
 from rllib_adaps.envs.batched import BatchedEnv, BatchedParallelEnv
 from rllib_adaps.rllib.connectors import ContinuousActions, joint_observation_space, padded_index_space
 from rllib_adaps.rllib.module_ids import FAST_PATH_MODULE_ID
+from rllib_adaps.rllib.shims import log_values
 
 logger = logging.getLogger("rllib_adaps")
 EPISODE_HOOKS = ("on_episode_created", "on_episode_start", "on_episode_step", "on_episode_end")
@@ -809,15 +810,16 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
         state.returns += np.asarray(rewards, dtype=np.float64) * valid
         state.lengths += stepped
         ended = (np.asarray(terminated) | np.asarray(truncated)).reshape(-1, n).all(axis=1)
-        ended_copies = np.flatnonzero(ended).tolist()
-        for c in ended_copies:
-            returns = state.returns[c * n:(c + 1) * n]
-            length = int(state.lengths[c])
-            self._log_env_episode(length=length, ret=float(returns.sum()), seconds=now - state.started[c],
-                                  agents=dict(zip(self.agent_ids, returns.tolist())),
-                                  agent_steps=dict.fromkeys(self.agent_ids, length))
-            returns[:] = 0.0
-            state.lengths[c] = 0
+        ended_copies = np.flatnonzero(ended)
+        if len(ended_copies):
+            returns = state.returns.reshape(-1, n)[ended_copies]  # [ended, N]
+            lengths = state.lengths[ended_copies].astype(int).tolist()
+            self._log_env_episodes(
+                lengths=lengths, returns=returns.sum(axis=1).tolist(), seconds=(now - state.started[ended_copies]).tolist(),
+                agents=[dict(zip(self.agent_ids, row)) for row in returns.tolist()],
+                agent_steps=[dict.fromkeys(self.agent_ids, length) for length in lengths])
+            state.returns.reshape(-1, n)[ended_copies] = 0.0
+            state.lengths[ended_copies] = 0
         state.awaiting = ended
         return len(ended_copies)
 
@@ -910,33 +912,40 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
                 seconds += chunk.get_duration_s()
             env_episodes[episode.custom_data["env_episode_id"]].append((episode.custom_data["agent_id"], length, ret, seconds))
         self._done_episodes_for_metrics.clear()
-        for parts in env_episodes.values():
-            agents = {agent: ret for agent, _, ret, _ in parts}
-            self._log_env_episode(
-                length=max(p[1] for p in parts),
-                ret=float(sum(agents.values())),
-                seconds=max(p[3] for p in parts),
-                agents=agents,
-                agent_steps={agent: length for agent, length, _, _ in parts},
-            )
+        parts = list(env_episodes.values())
+        agents = [{agent: ret for agent, _, ret, _ in p} for p in parts]
+        self._log_env_episodes(
+            lengths=[max(a[1] for a in p) for p in parts],
+            returns=[float(sum(a.values())) for a in agents],
+            seconds=[max(a[3] for a in p) for p in parts],
+            agents=agents,
+            agent_steps=[{agent: length for agent, length, _, _ in p} for p in parts],
+        )
         return self.metrics.reduce()
 
-    def _log_env_episode(self, *, length, ret, seconds, agents, agent_steps) -> None:
-        """What RLlib's ``MultiAgentEnvRunner`` logs per episode."""
+    def _log_env_episodes(self, *, lengths: list, returns: list, seconds: list, agents: List[dict], agent_steps: List[dict]) -> None:
+        """What RLlib's ``MultiAgentEnvRunner`` logs per episode, for env episodes in the order they
+        ended (the same values into the same windows; one key at a time, shims note 9)."""
+        if not lengths:
+            return
         win = max(1, int(np.ceil(self.config.metrics_num_episodes_for_smoothing / (self.config.num_env_runners or 1))))
-        self.metrics.log_dict(
-            {
-                EPISODE_LEN_MEAN: length,
-                EPISODE_RETURN_MEAN: ret,
-                EPISODE_DURATION_SEC_MEAN: seconds,
-                EPISODE_AGENT_RETURN_MEAN: agents,
-                EPISODE_AGENT_STEPS: agent_steps,
-                EPISODE_MODULE_RETURN_MEAN: {FAST_PATH_MODULE_ID: ret},
-            },
-            window=win,
-        )
-        self.metrics.log_dict({EPISODE_LEN_MIN: length, EPISODE_RETURN_MIN: ret}, reduce="min", window=win)
-        self.metrics.log_dict({EPISODE_LEN_MAX: length, EPISODE_RETURN_MAX: ret}, reduce="max", window=win)
+
+        def per_agent(rows: List[dict]) -> Dict[str, list]:
+            columns: Dict[str, list] = {}
+            for row in rows:
+                for agent, value in row.items():
+                    columns.setdefault(agent, []).append(value)
+            return columns
+
+        mean = {EPISODE_LEN_MEAN: lengths, EPISODE_RETURN_MEAN: returns, EPISODE_DURATION_SEC_MEAN: seconds}
+        mean.update({(EPISODE_AGENT_RETURN_MEAN, a): v for a, v in per_agent(agents).items()})
+        mean.update({(EPISODE_AGENT_STEPS, a): v for a, v in per_agent(agent_steps).items()})
+        mean[(EPISODE_MODULE_RETURN_MEAN, FAST_PATH_MODULE_ID)] = returns
+        for key, values in mean.items():
+            log_values(self.metrics, key, values, window=win)
+        for reduce, keys in (("min", (EPISODE_LEN_MIN, EPISODE_RETURN_MIN)), ("max", (EPISODE_LEN_MAX, EPISODE_RETURN_MAX))):
+            for key, values in zip(keys, (lengths, returns)):
+                log_values(self.metrics, key, values, reduce=reduce, window=win)
 
 
 def env_episode_returns(episodes: Sequence[SingleAgentEpisode]) -> List[Dict[str, float]]:

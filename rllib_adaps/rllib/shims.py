@@ -37,6 +37,10 @@
    RLlib does after its checks pass, and otherwise RLlib's own method runs (zeroing and
    warning as before). Not installed where RLlib's method does more (grad scalers, torch LR
    schedulers, ``torch_skip_nan_gradients``).
+9. ``MetricsLogger.log_value`` walks the nested key and checks for its ``Stats`` on every value,
+   and ``log_dict`` adds a Python tree walk: one env episode of 30 agents (RLlib's per-episode
+   and per-agent metrics) cost about 0.4 ms. ``log_values`` creates the ``Stats`` as
+   ``log_value`` would and pushes a column of values into it in order (the same window).
 """
 
 from __future__ import annotations
@@ -148,3 +152,13 @@ def _check_gradients_once(learner) -> bool:
 def check_gradients_once(algorithm) -> None:
     """Every Learner tests its gradients for nan/inf in one pass (note 8)."""
     foreach_learner(algorithm, _check_gradients_once)
+
+
+def log_values(metrics, key, values: list, **stats_options) -> None:
+    """``metrics.log_value(key, v, **stats_options)`` for each of ``values`` in order (note 9)."""
+    if not values:
+        return
+    metrics.log_value(key, values[0], **stats_options)
+    stats = metrics._get_key(key)
+    for value in values[1:]:
+        stats.push(value)

@@ -1,7 +1,8 @@
-"""The Learner workarounds of ``rllib_adaps.rllib.shims`` change speed, never the update."""
+"""The speed workarounds of ``rllib_adaps.rllib.shims`` (notes 8, 9) change speed, never results."""
 
 import logging
 
+import numpy as np
 import torch
 from ray.rllib.algorithms.ppo import PPOConfig
 
@@ -71,3 +72,36 @@ def test_not_installed_where_rllibs_method_does_more(ray_local):
         assert "apply_gradients" not in vars(algo.learner_group._learner)
     finally:
         algo.stop()
+
+
+def test_episodes_logged_in_columns_reduce_as_rllibs_per_episode_log_dicts():
+    """The fast path logs ended env episodes a key at a time (shims note 9); the reduced
+    metrics equal RLlib's ``MultiAgentEnvRunner`` way, one ``log_dict`` per episode."""
+    from types import SimpleNamespace
+
+    from ray.rllib.utils import metrics as m
+    from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
+
+    from rllib_adaps.rllib.fast_path import FastPathEnvRunner
+
+    rng = np.random.default_rng(0)
+    episodes = [{"length": int(rng.integers(5, 9)), "seconds": float(rng.random()),
+                 "agents": {f"agent_{i}": float(rng.normal()) for i in range(3)}} for _ in range(5)]
+    window = 3  # fewer than the episodes: the window must keep the last ones
+    rllibs = MetricsLogger()
+    for e in episodes:
+        ret = float(sum(e["agents"].values()))
+        steps = dict.fromkeys(e["agents"], e["length"])
+        rllibs.log_dict({m.EPISODE_LEN_MEAN: e["length"], m.EPISODE_RETURN_MEAN: ret, m.EPISODE_DURATION_SEC_MEAN: e["seconds"],
+                         m.EPISODE_AGENT_RETURN_MEAN: e["agents"], m.EPISODE_AGENT_STEPS: steps,
+                         m.EPISODE_MODULE_RETURN_MEAN: {FAST_PATH_MODULE_ID: ret}}, window=window)
+        rllibs.log_dict({m.EPISODE_LEN_MIN: e["length"], m.EPISODE_RETURN_MIN: ret}, reduce="min", window=window)
+        rllibs.log_dict({m.EPISODE_LEN_MAX: e["length"], m.EPISODE_RETURN_MAX: ret}, reduce="max", window=window)
+    runner = SimpleNamespace(metrics=MetricsLogger(),
+                             config=SimpleNamespace(metrics_num_episodes_for_smoothing=window, num_env_runners=0))
+    for part in (episodes[:2], episodes[2:]):  # two calls, as two rollout steps would make
+        FastPathEnvRunner._log_env_episodes(
+            runner, lengths=[e["length"] for e in part], returns=[float(sum(e["agents"].values())) for e in part],
+            seconds=[e["seconds"] for e in part], agents=[e["agents"] for e in part],
+            agent_steps=[dict.fromkeys(e["agents"], e["length"]) for e in part])
+    assert runner.metrics.reduce() == rllibs.reduce()
