@@ -32,15 +32,15 @@ class Routing:
     """
 
     def __init__(self, sample_slice: Optional[torch.Tensor], num_slices: int):
-        self.single = True
+        self.single, self.slice = True, 0  # one slice in use, and which
         if sample_slice is None or num_slices == 1 or len(sample_slice) == 0:
-            self.used = torch.zeros(1, dtype=torch.int64)
             return
         counts = torch.bincount(sample_slice, minlength=num_slices)
         self.used = counts.nonzero().flatten()  # [U] slice ids in this batch (sorted)
         self.single = len(self.used) == 1
         self.all_slices = len(self.used) == num_slices  # then slice id == block index
         if self.single:
+            self.slice = int(self.used[0])
             return
         if self.all_slices:
             sample_compact = sample_slice
@@ -92,8 +92,9 @@ class GroupedLinear(torch.nn.Module):
     def forward(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
         """``x``: ``[B, in]`` when one slice is in use, else ``[U, rows, in]``."""
         if routing.single:
-            g = routing.used[0]
-            return torch.addmm(self.bias[g], x, self.weight[g])
+            if len(self.weight) == 1:  # a view: its backward is free, an index's fills a zero tensor
+                return torch.addmm(self.bias.squeeze(0), x, self.weight.squeeze(0))
+            return torch.addmm(self.bias[routing.slice], x, self.weight[routing.slice])
         if routing.all_slices:  # NoPS, and SePS using its whole bound: no copy of the weights
             return torch.baddbmm(self.bias[:, None, :], x, self.weight)
         weight, bias = self.weight.index_select(0, routing.used), self.bias.index_select(0, routing.used)

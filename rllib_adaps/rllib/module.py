@@ -363,6 +363,10 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
         return {name: torch.zeros(self.cell_size) for name in self.actor_cell.state_names()}
 
     # ---------------------------------------------------------------- forward
+    def _agent_masks(self, dtype: torch.dtype) -> torch.Tensor:
+        """``[N, H]``: each agent's mask row, as ``dtype`` (per agent, then gathered per sample)."""
+        return self.mask_table[self.agent_mask].to(dtype)
+
     def _inputs(self, batch: Dict[str, Any], critic: bool = True) -> _Pass:
         obs = batch[Columns.OBS]
         lead = obs.shape[:-1]
@@ -375,7 +379,7 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
             return torch.cat([x, agent_id], dim=-1) if agent_id is not None else x
 
         routing = Routing(self.agent_slice[index], self.num_slices)  # one slice (FuPS, AdaPS, ...): nothing to route
-        masks = self.mask_table[self.agent_mask[index]].to(obs.dtype) if (self.mask_actor or self.mask_critic) else None
+        masks = self._agent_masks(obs.dtype)[index] if (self.mask_actor or self.mask_critic) else None
         routed_masks = masks if routing.single or masks is None else routing.scatter(masks)
         actor_in = features(self.obs_dim)
         actor_in = actor_in if routing.single else routing.scatter(actor_in)
@@ -412,7 +416,7 @@ class ParameterSharingModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, 
 
         mask = None
         if self.mask_actor:
-            mask = routed(self.mask_table[self.agent_mask[seq_index]][:, -self.cell_size :].to(x.dtype))
+            mask = routed(self._agent_masks(x.dtype)[seq_index][:, -self.cell_size :])
         state = {k: routed(v.to(x.dtype)) for k, v in state_in.items()}
         outputs = []
         for t in range(steps):
