@@ -9,8 +9,12 @@ With rliable (95% stratified bootstrap intervals), into the output folder:
 - ``learning_speed.csv``: scenario, method, seeds, env_steps, auc_iqm, auc_low, auc_high: IQM
   of the return averaged over the whole run (the normalised area under the curve), where final
   returns tie at a ceiling;
-- ``probability_of_improvement.csv``: P(AdaPS > method) with its interval;
-- ``curves_{scenario}_{algorithm}.png``: IQM of the return over env steps with interval bands;
+- ``probability_of_improvement.csv``: P(AdaPS > method) with its interval, on the final greedy
+  test return (``score`` test) where every run of the scenario has tests, else on the final
+  training return;
+- ``curves_{scenario}_{algorithm}.png``: IQM of the training return over env steps with interval
+  bands; with tests, ``test_curves_...png`` (the greedy test return) and ``profile_...png``
+  (rliable's performance profile of the final greedy test return) beside it;
 - ``model_size.csv`` / ``model_size.png``: parameters each method's module uses (and allocates),
   per scenario, read from the runs' ``sharing`` results;
 - ``marl_eval.json``: every run in marl-eval's JSON layout (environment, task, algorithm, run,
@@ -41,7 +45,7 @@ FLAT_POINTS, FLAT_SHARE = 4, 0.05
 SUMMARY_FIELDS = ["scenario", "method", "seeds", "env_steps", *TEST_FIELDS, "iqm", "iqm_low", "iqm_high", "mean", "mean_low",
                   "mean_high", "ari"]
 SPEED_FIELDS = ["scenario", "method", "seeds", "env_steps", "auc_iqm", "auc_low", "auc_high"]
-IMPROVEMENT_FIELDS = ["scenario", "method", "p_adaps_better", "low", "high"]
+IMPROVEMENT_FIELDS = ["scenario", "method", "score", "p_adaps_better", "low", "high"]
 MODEL_SIZE_FIELDS = ["scenario", "method", "parameters_in_use", "parameters_allocated"]
 
 
@@ -85,14 +89,22 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
             })
             speed.append({**common, "auc_iqm": round(float(auc[m][0]), 4), "auc_low": round(float(auc_ci[m][0][0]), 4),
                           "auc_high": round(float(auc_ci[m][1][0]), 4)})
-        if "adaps" in scores:
-            pairs = {f"adaps,{m}": (scores["adaps"], scores[m]) for m in scores if m != "adaps"}
+        tested = all(has_tests(r) for rs in by_method.values() for r in rs)
+        score_name, final = ("test", per_run(by_method, final_test_return)) if tested else ("training", scores)
+        if "adaps" in final:
+            pairs = {f"adaps,{m}": (final["adaps"], final[m]) for m in final if m != "adaps"}
             if pairs:
                 poi, poi_ci = interval_estimates(pairs, metrics.probability_of_improvement, reps)
                 for pair in pairs:
-                    improvement.append({"scenario": label, "method": pair.split(",")[1], "p_adaps_better": round(float(np.ravel(poi[pair])[0]), 3),
+                    improvement.append({"scenario": label, "method": pair.split(",")[1], "score": score_name,
+                                        "p_adaps_better": round(float(np.ravel(poi[pair])[0]), 3),
                                         "low": round(float(np.ravel(poi_ci[pair])[0]), 3), "high": round(float(np.ravel(poi_ci[pair])[1]), 3)})
-        plot_curves(by_method, out / f"curves_{scenario}_{algorithm}.png", f"{scenario} ({algorithm})", reps)
+        title = f"{scenario} ({algorithm})"
+        plot_curves(by_method, out / f"curves_{scenario}_{algorithm}.png", title, reps)
+        if tested:
+            test_runs = {m: [{"steps": r["test_steps"], "returns": r["test_greedy"]} for r in rs] for m, rs in by_method.items()}
+            plot_curves(test_runs, out / f"test_curves_{scenario}_{algorithm}.png", f"{title}: greedy test return", reps)
+            plot_profile(final, out / f"profile_{scenario}_{algorithm}.png", f"{title}: final greedy test return", reps)
     write_csv(out / "summary.csv", summary, SUMMARY_FIELDS)
     write_csv(out / "learning_speed.csv", speed, SPEED_FIELDS)
     model_size(runs, out)
@@ -181,6 +193,32 @@ def plot_curves(by_method: Dict[str, List[dict]], path: Path, title: str, reps: 
                                             labelsize="medium", ticklabelsize="small", marker=None, linewidth=1.5)
     ax.set_title(title)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_profile(final: Dict[str, np.ndarray], path: Path, title: str, reps: int) -> None:
+    """rliable's performance profile of one task: the share of runs whose final score exceeds
+    each threshold, with 95% bootstrap bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from rliable import library as rly
+    from rliable import plot_utils
+
+    values = np.concatenate([v.ravel() for v in final.values()])
+    taus = np.linspace(values.min(), values.max(), 41)
+    np.random.seed(0)  # its bootstrap draws from numpy's global RNG (interval_estimates)
+    profiles, bands = rly.create_performance_profile(final, taus, reps=max(200, reps // 10))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=bands, colors={m: f"C{i}" for i, m in enumerate(final)},
+                                         xlabel=r"final greedy test return $\tau$", ylabel=r"fraction of runs with score $> \tau$",
+                                         labelsize="medium", ticklabelsize="small", ax=ax)
+    ax.set_title(title)
+    ax.legend(handles=[Line2D([], [], color=f"C{i}", label=m) for i, m in enumerate(final)], fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

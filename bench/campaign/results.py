@@ -39,7 +39,7 @@ def read_runs(storage: Path) -> List[dict]:
     for result_file in sorted(storage.glob("*/*/result.json")):
         name = result_file.parent.parent.name
         scenario, method, algorithm = name.rsplit("-", 2)
-        rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+        rows = read_result_rows(result_file)
         finished = bool(rows) and rows[-1].get("done") is True
         # the clustering as fitted (a run restored from a checkpoint adopts it later on)
         identity = next((r["identity_pretraining"] for r in rows if (r.get("identity_pretraining") or {}).get("done")), {})
@@ -69,6 +69,20 @@ def read_runs(storage: Path) -> List[dict]:
             **tests,
         })
     return runs
+
+
+def read_result_rows(result_file: Path) -> List[dict]:
+    """A trial's results; a last line that does not parse is one Tune is still writing (a
+    running trial) and is dropped, any other bad line is an error."""
+    lines = [line for line in result_file.read_text().splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise
+    return rows
 
 
 def test_curve(rows: List[dict]) -> dict:
