@@ -167,3 +167,97 @@ def test_a_tune_trial_takes_the_array_step(ray_local, tmp_path):
     assert result.error is None
     assert result.metrics["env_runners"]["num_env_steps_sampled_lifetime"] == 100
     assert result.metrics["learners"][FAST_PATH_MODULE_ID]["num_module_steps_trained"] == 100 * 6
+
+
+@pytest.mark.parametrize(("rows", "minibatch_size", "num_epochs", "shuffle"), [
+    (10, 4, 3, True), (10, 4, 3, False), (8, 4, 2, True), (7, 10, 2, True), (9, None, 2, True), (9, None, 1, True),
+    (12, 5, 1, True)])
+def test_minibatches_are_rllibs(rows, minibatch_size, num_epochs, shuffle):
+    """The same rows per minibatch, in the same order, as ``Learner.update``'s iterators (with
+    their shuffle on numpy's global generator), chosen as ``Learner._create_iterator_if_necessary``
+    chooses them."""
+    from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+    from ray.rllib.utils.minibatch_utils import MiniBatchCyclicIterator, MiniBatchDummyIterator
+
+    from rllib_adaps.rllib.array_training import minibatch_indices
+
+    np.random.seed(0)
+    batch = MultiAgentBatch({"m": SampleBatch({"row": np.arange(rows)})}, env_steps=rows)
+    if minibatch_size or num_epochs > 1:
+        iterator = MiniBatchCyclicIterator(batch, num_epochs=num_epochs, minibatch_size=minibatch_size or rows,
+                                           shuffle_batch_per_epoch=bool(minibatch_size) and shuffle and num_epochs > 1)
+    else:
+        iterator = MiniBatchDummyIterator(batch, num_epochs=num_epochs, minibatch_size=minibatch_size)
+    theirs = [mb.policy_batches["m"]["row"].tolist() for mb in iterator]
+    np.random.seed(0)
+    ours = [np.arange(rows)[index].tolist() for index in minibatch_indices(rows, minibatch_size, num_epochs, shuffle)]
+    assert ours == theirs
+
+
+def test_the_lean_update_is_learner_update(ray_local):
+    """Exactly the same minibatches into ``Learner._update`` as RLlib's ``Learner.update`` on the
+    same batch (two shuffled epochs, a minibatch that wraps), and the same losses, weights and
+    learner metrics (timers and throughputs aside)."""
+    from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+
+    from rllib_adaps.rllib.array_training import learner_update
+
+    config = rllib_adaps.configure_sharing(
+        PPOConfig().environment("bps", env_config={"agents_per_type": [2, 1], "max_steps": 8})
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=2).training(lr=1e-3).debugging(seed=1), "nops", fast_path=True)
+    algo = config.build_algo()
+    try:
+        learner = algo.learner_group._learner
+        module = learner.module[FAST_PATH_MODULE_ID]
+        batch = train_batch(module, algo.env_runner.sample_rollout(20), gamma=0.99, lambda_=0.95)  # 60 rows
+        start = learner.get_state()  # not in it: the KL coefficient and the weights' sequence number
+        start_kl, start_seq_no = learner.curr_kl_coeffs_per_module[FAST_PATH_MODULE_ID].detach().clone(), learner._weights_seq_no
+        rllib_update = learner._update
+        outcomes = []
+        for lean in (False, True):
+            seen = []
+
+            def recording_update(minibatches):
+                out = rllib_update(minibatches)
+                seen.append(({k: torch.as_tensor(v).clone() for k, v in minibatches[FAST_PATH_MODULE_ID].items()},
+                             float(out[1][FAST_PATH_MODULE_ID])))
+                return out
+
+            learner._update = recording_update
+            learner.set_state(start)
+            learner.curr_kl_coeffs_per_module[FAST_PATH_MODULE_ID].data.copy_(start_kl)
+            learner._weights_seq_no = start_seq_no
+            learner.metrics.reduce()  # nothing left from before
+            np.random.seed(7)
+            options = dict(num_epochs=2, minibatch_size=25, timesteps={})
+            if lean:
+                results = learner_update(learner, FAST_PATH_MODULE_ID, batch, shuffle=True, reduce=True, **options)
+            else:
+                results = learner.update(batch=MultiAgentBatch({FAST_PATH_MODULE_ID: SampleBatch(dict(batch))}, env_steps=60),
+                                         shuffle_batch_per_epoch=True, **options)
+            outcomes.append((learner.get_state()["rl_module"][FAST_PATH_MODULE_ID], results, seen))
+        learner._update = rllib_update
+        (rllib_weights, rllib_results, rllib_seen), (weights, results, seen) = outcomes
+        assert len(seen) == len(rllib_seen) == 5  # 120 rows in minibatches of 25
+        for (minibatch, loss), (rllib_minibatch, rllib_loss) in zip(seen, rllib_seen):
+            assert minibatch.keys() == rllib_minibatch.keys()
+            for key in minibatch:
+                torch.testing.assert_close(minibatch[key], rllib_minibatch[key], rtol=0, atol=0, msg=key)
+            assert loss == rllib_loss
+        for key, value in rllib_weights.items():
+            torch.testing.assert_close(weights[key], value, rtol=0, atol=0, msg=key)
+
+        def comparable(results):  # timers and throughputs measure time
+            flat = {}
+            for key, value in results.items():
+                if isinstance(value, dict):
+                    flat.update({f"{key}/{k}": v for k, v in comparable(value).items()})
+                elif "throughput" not in key and "timer" not in key:
+                    flat[key] = value.peek() if hasattr(value, "peek") else value  # reduce() gives Stats
+            return flat
+
+        ours, theirs = comparable(results), comparable(rllib_results)
+        assert ours.keys() == theirs.keys()
+        assert ours == pytest.approx(theirs, rel=0, abs=0, nan_ok=True)
+    finally:
+        algo.stop()

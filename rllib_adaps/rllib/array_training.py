@@ -33,7 +33,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -41,22 +41,28 @@ from ray.rllib.algorithms.ppo import PPO
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
-from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.metrics import (
     ALL_MODULES,
     ENV_RUNNER_RESULTS,
     ENV_RUNNER_SAMPLING_TIMER,
     LEARNER_RESULTS,
     LEARNER_UPDATE_TIMER,
+    MODULE_TRAIN_BATCH_SIZE_MEAN,
     NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    NUM_ENV_STEPS_TRAINED,
+    NUM_ENV_STEPS_TRAINED_LIFETIME,
+    NUM_MODULE_STEPS_TRAINED,
     NUM_MODULE_STEPS_TRAINED_LIFETIME,
     SYNCH_WORKER_WEIGHTS_TIMER,
     TIMERS,
+    WEIGHTS_SEQ_NO,
 )
+from ray.rllib.utils.metrics.ray_metrics import TimerAndPrometheusLogger
 
 from rllib_adaps.rllib.fast_path import FastPathEnvRunner, SlotRollout
 from rllib_adaps.rllib.module import ARRAY_TRAINING_KEY
 from rllib_adaps.rllib.module_ids import FAST_PATH_MODULE_ID
+from rllib_adaps.rllib.shims import log_values
 
 logger = logging.getLogger("rllib_adaps")
 
@@ -94,6 +100,73 @@ def train_batch(module, rollout: SlotRollout, *, gamma: float, lambda_: float) -
     batch[Postprocessing.ADVANTAGES] = torch.from_numpy(advantages.astype(np.float32))
     batch[Postprocessing.VALUE_TARGETS] = real(targets.astype(np.float32))
     return batch
+
+
+def minibatch_indices(rows: int, minibatch_size: Optional[int], num_epochs: int, shuffle: bool) -> List[Union[slice, np.ndarray]]:
+    """The rows of each minibatch, in the order ``Learner.update`` trains them.
+
+    ``MiniBatchCyclicIterator``'s walk: minibatches of ``minibatch_size`` rows, the one that
+    reaches the end filled up from the start, an epoch counted at each wrap, until
+    ``num_epochs`` are covered. With ``shuffle`` (and more than one epoch, as ``Learner``
+    asks), the batch is permuted with numpy's global generator at each wrap (so the first
+    epoch is in batch order). No ``minibatch_size``: the whole batch once per epoch.
+    """
+    if not minibatch_size:
+        return [slice(0, rows)] * num_epochs
+    shuffle = shuffle and num_epochs > 1
+    order: Optional[np.ndarray] = None  # None: batch order
+    start, covered, out = 0, 0, []
+    while covered < num_epochs:
+        needed, parts = minibatch_size, []
+        while start + needed >= rows:
+            parts.append(slice(start, rows) if order is None else order[start:])
+            needed -= rows - start
+            start, covered = 0, covered + 1
+            if shuffle:
+                permutation = np.random.permutation(rows)
+                order = permutation if order is None else order[permutation]
+        if needed > 0:
+            parts.append(slice(start, start + needed) if order is None else order[start:start + needed])
+        start += needed
+        if len(parts) == 1:
+            out.append(parts[0])
+        else:
+            out.append(np.concatenate([np.arange(rows)[p] if isinstance(p, slice) else p for p in parts]))
+    return out
+
+
+def learner_update(learner, module_id: str, batch: Dict[str, torch.Tensor], *, num_epochs: int, minibatch_size: Optional[int],
+                   shuffle: bool, timesteps: dict, reduce: bool):
+    """``learner.update(batch=MultiAgentBatch({module_id: batch}), ...)`` without its
+    per-minibatch Python: the same minibatches (``minibatch_indices``), the same
+    ``Learner._update`` per minibatch, the same metrics (pushed once per update instead of
+    once per minibatch, shims note 9). About 0.2 ms per minibatch of RLlib's went into
+    slicing ``SampleBatch`` objects and logging (``docs/results/speed_vs_reference.txt``)."""
+    learner._check_is_built()
+    learner.before_gradient_based_update(timesteps=timesteps)
+    learner._weights_seq_no += 1
+    rows = len(batch[Columns.OBS])
+    sizes = []
+    for index in minibatch_indices(rows, minibatch_size, num_epochs, shuffle):
+        minibatch = {key: value[index] for key, value in batch.items()}
+        with TimerAndPrometheusLogger(learner._metrics_learner_inner_update):
+            _, loss_per_module, _ = learner._update({module_id: minibatch})
+        sizes.append(len(minibatch[Columns.OBS]))
+    n, metrics = len(sizes), learner.metrics
+    learner._metrics_all_modules_num_env_steps_trained.inc(value=rows * n)  # RLlib counts the whole batch per minibatch
+    learner._metrics_all_modules_num_module_steps_trained.inc(value=sum(sizes))
+    log_values(metrics, (module_id, WEIGHTS_SEQ_NO), [learner._weights_seq_no] * n, window=1)
+    log_values(metrics, (module_id, MODULE_TRAIN_BATCH_SIZE_MEAN), sizes, reduce="mean")
+    log_values(metrics, (module_id, NUM_MODULE_STEPS_TRAINED), sizes, reduce="sum")
+    log_values(metrics, (module_id, NUM_MODULE_STEPS_TRAINED_LIFETIME), sizes, reduce="lifetime_sum", with_throughput=True)
+    log_values(metrics, (ALL_MODULES, NUM_MODULE_STEPS_TRAINED), sizes, reduce="sum", with_throughput=True)
+    log_values(metrics, (ALL_MODULES, NUM_MODULE_STEPS_TRAINED_LIFETIME), sizes, reduce="lifetime_sum", with_throughput=True)
+    log_values(metrics, (ALL_MODULES, NUM_ENV_STEPS_TRAINED), [rows] * n, reduce="sum", with_throughput=True)
+    log_values(metrics, (ALL_MODULES, NUM_ENV_STEPS_TRAINED_LIFETIME), [rows] * n, reduce="lifetime_sum", with_throughput=True)
+    for mid, loss in loss_per_module.items():
+        metrics.log_value(key=(mid, learner.TOTAL_LOSS_KEY), value=loss, window=1)
+    learner.after_gradient_based_update(timesteps=timesteps)
+    return metrics.reduce() if reduce else None
 
 
 def _is_ppos_step(step) -> bool:
@@ -148,13 +221,13 @@ class ArrayTrainingStep:
             with algo.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
                 batch = train_batch(module, rollout, gamma=config.gamma, lambda_=config.lambda_)
                 rows = len(batch[Columns.OBS])
-                results = learner.update(
-                    batch=MultiAgentBatch({FAST_PATH_MODULE_ID: SampleBatch(batch)}, env_steps=rows),
+                results = learner_update(
+                    learner, FAST_PATH_MODULE_ID, batch,
                     timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: sampled, NUM_MODULE_STEPS_TRAINED_LIFETIME: trained},
                     num_epochs=config.num_epochs,
                     minibatch_size=config.minibatch_size,
-                    shuffle_batch_per_epoch=config.shuffle_batch_per_epoch,
-                    _no_metrics_reduce=update < updates - 1,  # learner metrics merge once per step
+                    shuffle=config.shuffle_batch_per_epoch,
+                    reduce=update == updates - 1,  # learner metrics merge once per step
                 )
                 trained += rows * config.num_epochs
             with algo.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
