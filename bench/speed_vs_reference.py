@@ -183,6 +183,7 @@ def instrument(algo, episodes: bool = False) -> None:
     TIMERS.patch(runner, "sample", "sample")
     TIMERS.patch(runner, "sample_rollout", "sample")
     TIMERS.patch(array_training, "train_batch", "make_batch")
+    TIMERS.patch(array_training, "learner_update", "learner_update")
     TIMERS.patch(runner, "get_metrics", "runner_get_metrics")
     learner = algo.learner_group._learner
     learner._learner_connector = _TimedPipeline(learner._learner_connector)

@@ -570,6 +570,7 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
         self.num_agents = len(self.agent_ids)
         self._env_episode_ids: Dict[int, str] = {}
         self._rollout: Optional[_RolloutState] = None  # sample_rollout's envs, between its calls
+        self._agent_steps_to_log = 0  # env steps sampled since get_metrics logged the per-agent counts
         super().__init__(config=config, **kwargs)
 
     # ------------------------------------------------------------------ env
@@ -896,10 +897,16 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
         log(NUM_EPISODES_LIFETIME, episodes, reduce="lifetime_sum")
         log((NUM_MODULE_STEPS_SAMPLED, FAST_PATH_MODULE_ID), num_steps, reduce="sum")
         log((NUM_MODULE_STEPS_SAMPLED_LIFETIME, FAST_PATH_MODULE_ID), num_steps, reduce="lifetime_sum")
-        for agent in self.agent_ids:  # every agent steps once per env step
-            log((NUM_AGENT_STEPS_SAMPLED, agent), env_steps, reduce="sum")
-            log((NUM_AGENT_STEPS_SAMPLED_LIFETIME, agent), env_steps, reduce="lifetime_sum")
+        self._agent_steps_to_log += env_steps  # summed per agent in get_metrics: 2N calls per sample cost more than a step
         return num_steps
+
+    def _log_agent_steps(self) -> None:
+        """Every agent steps once per env step: the per-agent counts of what was sampled since
+        the last call, as sums (the same totals as one push per sample)."""
+        steps, self._agent_steps_to_log = self._agent_steps_to_log, 0
+        for agent in self.agent_ids:
+            self.metrics.log_value((NUM_AGENT_STEPS_SAMPLED, agent), steps, reduce="sum")
+            self.metrics.log_value((NUM_AGENT_STEPS_SAMPLED_LIFETIME, agent), steps, reduce="lifetime_sum")
 
     def get_metrics(self):
         """Episode metrics per env episode: return summed over its agents, per-agent returns."""
@@ -921,6 +928,7 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
             agents=agents,
             agent_steps=[{agent: length for agent, length, _, _ in p} for p in parts],
         )
+        self._log_agent_steps()
         return self.metrics.reduce()
 
     def _log_env_episodes(self, *, lengths: list, returns: list, seconds: list, agents: List[dict], agent_steps: List[dict]) -> None:
