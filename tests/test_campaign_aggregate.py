@@ -70,8 +70,9 @@ def test_aggregate_writes_summary_improvement_curves_and_marl_eval(tmp_path):
     assert by_method["adaps"]["ari"] == "1.0" and by_method["fups"]["ari"] == ""
 
     with open(out / "probability_of_improvement.csv") as f:
-        (improvement,) = list(csv.DictReader(f))
-    assert improvement["method"] == "fups" and float(improvement["p_adaps_better"]) == 1.0
+        improvement, reverse = list(csv.DictReader(f))
+    assert (improvement["method"], improvement["other"]) == ("adaps", "fups") and float(improvement["p_better"]) == 1.0
+    assert (reverse["method"], reverse["other"]) == ("fups", "adaps") and float(reverse["p_better"]) == 0.0
     assert improvement["score"] == "training"  # protocol 1's runs have no tests
     assert not (out / "profile_bps_v1_ppo.png").exists()
 
@@ -280,8 +281,8 @@ def test_the_score_is_the_test_return_at_the_end(tmp_path):
     assert rows["adaps"]["test_low"] <= rows["adaps"]["test_iqm"] <= rows["adaps"]["test_high"]
     assert rows["fups"]["test_sampled_iqm"] == pytest.approx(-9.5)
     with open(out / "probability_of_improvement.csv") as f:  # on the tests too: the training returns say 0
-        (improvement,) = list(csv.DictReader(f))
-    assert improvement["score"] == "test" and float(improvement["p_adaps_better"]) == 1.0
+        improvement = list(csv.DictReader(f))[0]
+    assert improvement["score"] == "test" and float(improvement["p_better"]) == 1.0
     for figure in ("curves", "test_curves", "profile"):
         assert (out / f"{figure}_bps_v1_a2c.png").stat().st_size > 1000
     again = {r["method"]: r for r in report.aggregate(tmp_path / "none", out, reps=200)}  # from the archive alone

@@ -9,9 +9,9 @@ With rliable (95% stratified bootstrap intervals), into the output folder:
 - ``learning_speed.csv``: scenario, method, seeds, env_steps, auc_iqm, auc_low, auc_high: IQM
   of the return averaged over the whole run (the normalised area under the curve), where final
   returns tie at a ceiling;
-- ``probability_of_improvement.csv``: P(AdaPS > method) with its interval, on the final greedy
-  test return (``score`` test) where every run of the scenario has tests, else on the final
-  training return;
+- ``probability_of_improvement.csv``: P(method > other) with its interval for every ordered
+  pair (AdaPS's rows first), on the final greedy test return (``score`` test) where every run
+  of the scenario has tests, else on the final training return;
 - ``curves_{scenario}_{algorithm}.png``: IQM of the training return over env steps with interval
   bands; with tests, ``test_curves_...png`` (the greedy test return) and ``profile_...png``
   (rliable's performance profile of the final greedy test return) beside it;
@@ -45,7 +45,7 @@ FLAT_POINTS, FLAT_SHARE = 4, 0.05
 SUMMARY_FIELDS = ["scenario", "method", "seeds", "env_steps", *TEST_FIELDS, "iqm", "iqm_low", "iqm_high", "mean", "mean_low",
                   "mean_high", "ari"]
 SPEED_FIELDS = ["scenario", "method", "seeds", "env_steps", "auc_iqm", "auc_low", "auc_high"]
-IMPROVEMENT_FIELDS = ["scenario", "method", "score", "p_adaps_better", "low", "high"]
+IMPROVEMENT_FIELDS = ["scenario", "method", "other", "score", "p_better", "low", "high"]
 MODEL_SIZE_FIELDS = ["scenario", "method", "parameters_in_use", "parameters_allocated"]
 
 
@@ -91,14 +91,14 @@ def aggregate(storage: Path, out: Path, reps: int = 2000, min_seeds: int = 5) ->
                           "auc_high": round(float(auc_ci[m][1][0]), 4)})
         tested = all(has_tests(r) for rs in by_method.values() for r in rs)
         score_name, final = ("test", per_run(by_method, final_test_return)) if tested else ("training", scores)
-        if "adaps" in final:
-            pairs = {f"adaps,{m}": (final["adaps"], final[m]) for m in final if m != "adaps"}
-            if pairs:
-                poi, poi_ci = interval_estimates(pairs, metrics.probability_of_improvement, reps)
-                for pair in pairs:
-                    improvement.append({"scenario": label, "method": pair.split(",")[1], "score": score_name,
-                                        "p_adaps_better": round(float(np.ravel(poi[pair])[0]), 3),
-                                        "low": round(float(np.ravel(poi_ci[pair])[0]), 3), "high": round(float(np.ravel(poi_ci[pair])[1]), 3)})
+        # every ordered pair (the papers' orderings are not all about AdaPS); AdaPS's first
+        pairs = {(x, y): (final[x], final[y]) for x in sorted(final, key=lambda m: m != "adaps") for y in final if y != x}
+        if pairs:
+            poi, poi_ci = interval_estimates(pairs, metrics.probability_of_improvement, reps)
+            for (x, y) in pairs:
+                improvement.append({"scenario": label, "method": x, "other": y, "score": score_name,
+                                    "p_better": round(float(np.ravel(poi[x, y])[0]), 3),
+                                    "low": round(float(np.ravel(poi_ci[x, y])[0]), 3), "high": round(float(np.ravel(poi_ci[x, y])[1]), 3)})
         title = f"{scenario} ({algorithm})"
         plot_curves(by_method, out / f"curves_{scenario}_{algorithm}.png", title, reps)
         if tested:
