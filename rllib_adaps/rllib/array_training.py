@@ -10,11 +10,12 @@ under the papers' A2C protocol those per-step costs come every 40 env steps
 the same update without them:
 
 - ``FastPathEnvRunner.sample_rollout``: ``train_batch_size_per_learner`` env steps as arrays.
-- ``train_batch``: values of every observation in one forward pass of the Learner's module,
-  GAE for all slots at once (terminated: no bootstrap; truncated or cut: the value of the
+- ``train_batch``: values of every observation from the Learner's module (a few large forward
+  passes), GAE for all slots at once (terminated: no bootstrap; truncated or cut: the value of the
   next observation, as RLlib), advantages standardised, rows in slot-major order (each slot's
   steps in time order, as RLlib's episode chunks).
-- ``Learner.update(batch=...)``: RLlib's own minibatches, epochs, loss, optimizer, metrics.
+- ``learner_update``: RLlib's ``Learner.update`` on that batch (its minibatches, epochs, loss,
+  optimizer, metrics) without its per-minibatch Python.
 - The EnvRunner's module takes the Learner's parameters by an in-place copy.
 
 A training step runs as many such updates as ``min_sample_timesteps_per_iteration`` asks
@@ -140,9 +141,11 @@ def learner_update(learner, module_id: str, batch: Dict[str, torch.Tensor], *, n
     """``learner.update(batch=MultiAgentBatch({module_id: batch}), ...)`` without its
     per-minibatch Python: the same minibatches (``minibatch_indices``), the same
     ``Learner._update`` per minibatch, the same metrics (pushed once per update instead of
-    once per minibatch, shims note 9). About 0.2 ms per minibatch of RLlib's went into
-    slicing ``SampleBatch`` objects and logging (``docs/results/speed_vs_reference.txt``)."""
+    once per minibatch, shims note 9). RLlib's loop spent a large share of each small
+    minibatch slicing ``SampleBatch`` objects and logging."""
     learner._check_is_built()
+    if not learner.should_module_be_updated(module_id):  # not in config.policies_to_train
+        return learner.metrics.reduce() if reduce else None
     learner.before_gradient_based_update(timesteps=timesteps)
     learner._weights_seq_no += 1
     rows = len(batch[Columns.OBS])
