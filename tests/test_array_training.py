@@ -261,3 +261,20 @@ def test_the_lean_update_is_learner_update(ray_local):
         assert ours == pytest.approx(theirs, rel=0, abs=0, nan_ok=True)
     finally:
         algo.stop()
+
+
+def test_a_module_outside_policies_to_train_is_not_updated(ray_local):
+    config = rllib_adaps.configure_sharing(
+        PPOConfig().environment("bps", env_config={"agents_per_type": [2, 1], "max_steps": 8})
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=2).training(train_batch_size_per_learner=40, minibatch_size=20)
+        .multi_agent(policies_to_train=[]).debugging(seed=1), "fups", fast_path=True)
+    algo = config.build_algo()
+    try:
+        module = algo.learner_group._learner.module[FAST_PATH_MODULE_ID]
+        before = {k: v.clone() for k, v in module.state_dict().items()}
+        algo.train()
+        assert isinstance(algo.training_step, ArrayTrainingStep)
+        for key, value in module.state_dict().items():
+            torch.testing.assert_close(value, before[key], rtol=0, atol=0, msg=key)
+    finally:
+        algo.stop()
