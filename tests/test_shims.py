@@ -102,6 +102,7 @@ def test_episodes_logged_in_columns_reduce_as_rllibs_per_episode_log_dicts():
     for part in (episodes[:2], episodes[2:]):  # two calls, as two rollout steps would make
         FastPathEnvRunner._log_env_episodes(
             runner, lengths=[e["length"] for e in part], returns=[float(sum(e["agents"].values())) for e in part],
-            seconds=[e["seconds"] for e in part], agents=[e["agents"] for e in part],
-            agent_steps=[dict.fromkeys(e["agents"], e["length"]) for e in part])
+            seconds=[e["seconds"] for e in part],
+            agent_returns={a: [e["agents"][a] for e in part] for a in part[0]["agents"]},
+            agent_steps={a: [e["length"] for e in part] for a in part[0]["agents"]})
     assert runner.metrics.reduce() == rllibs.reduce()

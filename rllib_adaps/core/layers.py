@@ -4,8 +4,7 @@ Every layer holds ``G`` slices (``weight[g]`` is ``[in, out]``, ``bias[g]`` is `
 forward pass routes each sample to its slice: samples are scattered into a ``[U, rows, in]``
 block (``U``: the slices present in the batch), one ``bmm`` per layer runs them at once, and
 the result is gathered back. No loop over agents or groups; with one slice in use it is a
-plain matmul. Plain torch: the
-RLModule around it lives in ``rllib_adaps.rllib.module``.
+plain matmul. Plain torch: the RLModule around it lives in ``rllib_adaps.rllib.module``.
 """
 
 from __future__ import annotations

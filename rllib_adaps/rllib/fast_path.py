@@ -817,8 +817,7 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
             lengths = state.lengths[ended_copies].astype(int).tolist()
             self._log_env_episodes(
                 lengths=lengths, returns=returns.sum(axis=1).tolist(), seconds=(now - state.started[ended_copies]).tolist(),
-                agents=[dict(zip(self.agent_ids, row)) for row in returns.tolist()],
-                agent_steps=[dict.fromkeys(self.agent_ids, length) for length in lengths])
+                agent_returns=dict(zip(self.agent_ids, returns.T.tolist())), agent_steps=dict.fromkeys(self.agent_ids, lengths))
             state.returns.reshape(-1, n)[ended_copies] = 0.0
             state.lengths[ended_copies] = 0
         state.awaiting = ended
@@ -920,34 +919,33 @@ class FastPathEnvRunner(SingleAgentEnvRunner):
             env_episodes[episode.custom_data["env_episode_id"]].append((episode.custom_data["agent_id"], length, ret, seconds))
         self._done_episodes_for_metrics.clear()
         parts = list(env_episodes.values())
-        agents = [{agent: ret for agent, _, ret, _ in p} for p in parts]
+        agent_returns: Dict[str, list] = defaultdict(list)
+        agent_steps: Dict[str, list] = defaultdict(list)
+        for part in parts:
+            for agent, length, ret, _ in part:
+                agent_returns[agent].append(ret)
+                agent_steps[agent].append(length)
         self._log_env_episodes(
             lengths=[max(a[1] for a in p) for p in parts],
-            returns=[float(sum(a.values())) for a in agents],
+            returns=[float(sum(a[2] for a in p)) for p in parts],
             seconds=[max(a[3] for a in p) for p in parts],
-            agents=agents,
-            agent_steps=[{agent: length for agent, length, _, _ in p} for p in parts],
+            agent_returns=agent_returns,
+            agent_steps=agent_steps,
         )
         self._log_agent_steps()
         return self.metrics.reduce()
 
-    def _log_env_episodes(self, *, lengths: list, returns: list, seconds: list, agents: List[dict], agent_steps: List[dict]) -> None:
+    def _log_env_episodes(self, *, lengths: list, returns: list, seconds: list, agent_returns: Dict[str, list],
+                          agent_steps: Dict[str, list]) -> None:
         """What RLlib's ``MultiAgentEnvRunner`` logs per episode, for env episodes in the order they
-        ended (the same values into the same windows; one key at a time, shims note 9)."""
+        ended (the same values into the same windows; one key at a time, shims note 9). Per-agent
+        values come as columns: each agent's values in episode order."""
         if not lengths:
             return
         win = max(1, int(np.ceil(self.config.metrics_num_episodes_for_smoothing / (self.config.num_env_runners or 1))))
-
-        def per_agent(rows: List[dict]) -> Dict[str, list]:
-            columns: Dict[str, list] = {}
-            for row in rows:
-                for agent, value in row.items():
-                    columns.setdefault(agent, []).append(value)
-            return columns
-
         mean = {EPISODE_LEN_MEAN: lengths, EPISODE_RETURN_MEAN: returns, EPISODE_DURATION_SEC_MEAN: seconds}
-        mean.update({(EPISODE_AGENT_RETURN_MEAN, a): v for a, v in per_agent(agents).items()})
-        mean.update({(EPISODE_AGENT_STEPS, a): v for a, v in per_agent(agent_steps).items()})
+        mean.update({(EPISODE_AGENT_RETURN_MEAN, a): v for a, v in agent_returns.items()})
+        mean.update({(EPISODE_AGENT_STEPS, a): v for a, v in agent_steps.items()})
         mean[(EPISODE_MODULE_RETURN_MEAN, FAST_PATH_MODULE_ID)] = returns
         for key, values in mean.items():
             log_values(self.metrics, key, values, window=win)
