@@ -1,5 +1,6 @@
-"""The speed workarounds of ``rllib_adaps.rllib.shims`` (notes 8, 9) change speed, never results."""
+"""The speed workarounds of ``rllib_adaps.rllib.shims`` (notes 8, 9, 10) change speed, never results."""
 
+import copy
 import logging
 
 import numpy as np
@@ -8,6 +9,7 @@ from ray.rllib.algorithms.ppo import PPOConfig
 
 import rllib_adaps
 from rllib_adaps.rllib.module_ids import FAST_PATH_MODULE_ID
+from rllib_adaps.rllib.shims import denormals_are_flushed, denormals_flushed
 
 
 def nops_algo():
@@ -60,6 +62,73 @@ def test_nan_gradients_still_take_rllibs_path(ray_local, caplog):
             assert not torch.equal(p.detach(), before[pid])  # the optimizer stepped
     finally:
         algo.stop()
+
+
+def test_steps_with_denormal_moments_give_rllibs_weights_and_restore_the_cpu_setting(ray_local):
+    """Note 10: Adam's moments half denormal (a slice without gradients for hundreds of steps),
+    a gradient zero on a third of the elements. The one-pass step flushes denormals to zero and gives
+    bit for bit RLlib's weights; a moment differs only where RLlib's is denormal (ours: 0)."""
+    tiny = np.finfo(np.float32).tiny
+    algo = nops_algo()
+    try:
+        algo.train()
+        learner = algo.learner_group._learner
+        optimizer = next(iter(learner._named_optimizers.values()))
+        generator = torch.Generator().manual_seed(0)
+        grads = {}
+        for pid, p in learner._params.items():
+            state = optimizer.state[p]
+            moment = state["exp_avg"].view(-1)  # every 2nd element denormal, every 3rd gradient zero
+            moment[::2] = tiny / 8 * torch.sign(torch.randn(moment[::2].shape, generator=generator))
+            grad = 1e-3 * torch.randn(p.shape, generator=generator)
+            grad.view(-1)[::3] = 0.0
+            grads[pid] = grad
+        params = {pid: p.detach().clone() for pid, p in learner._params.items()}
+        optimizer_state = copy.deepcopy(optimizer.state_dict())
+
+        def step(apply) -> tuple:
+            with torch.no_grad():
+                for pid, p in learner._params.items():
+                    p.copy_(params[pid])
+            optimizer.load_state_dict(copy.deepcopy(optimizer_state))
+            apply({pid: g.clone() for pid, g in grads.items()})
+            moments = [optimizer.state[p]["exp_avg"].clone() for p in learner._params.values()]
+            return {pid: p.detach().clone() for pid, p in learner._params.items()}, moments
+
+        assert not denormals_are_flushed()
+        ours, our_moments = step(learner.apply_gradients)
+        assert not denormals_are_flushed()  # restored
+        rllibs, rllib_moments = step(lambda g: type(learner).apply_gradients(learner, g))
+        for pid in ours:
+            torch.testing.assert_close(ours[pid], rllibs[pid], rtol=0, atol=0)
+        denormal_seen = False
+        for our, rllib in zip(our_moments, rllib_moments):
+            denormal = (rllib != 0) & (rllib.abs() < tiny)
+            denormal_seen |= bool(denormal.any())
+            assert torch.equal(our[~denormal], rllib[~denormal]) and (our[denormal] == 0).all()
+        assert denormal_seen  # the case under test happened
+        with denormals_flushed():  # a thread that flushes already keeps flushing
+            assert denormals_are_flushed()
+            step(learner.apply_gradients)
+            assert denormals_are_flushed()
+        assert not denormals_are_flushed()
+    finally:
+        algo.stop()
+
+
+def test_denormals_flushed_on_every_torch_thread_inside_the_block_only():
+    """``torch.set_flush_denormal`` sets the calling thread only; the block sets all of torch's
+    threads, so an op that torch splits over its threads flushes every element."""
+    threads = torch.get_num_threads()  # the suite runs with OMP_NUM_THREADS=1 (conftest)
+    torch.set_num_threads(2)
+    try:
+        denormals = torch.full((1 << 22,), float(np.finfo(np.float32).tiny) / 4)
+        assert (denormals * 1.0 != 0).all()
+        with denormals_flushed():
+            assert (denormals * 1.0 == 0).all()
+        assert (denormals * 1.0 != 0).all() and not denormals_are_flushed()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_not_installed_where_rllibs_method_does_more(ray_local):
