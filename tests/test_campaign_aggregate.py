@@ -196,6 +196,22 @@ def test_ppo_cause_knobs_change_what_they_say_alone():
     assert Protocol("bps_v1", "adaps", "ppo", 0, 8, num_epochs=1, plain_loss=True).name == "bps_v1-adaps-ppo+1ep+plain"
 
 
+def test_the_lambda_ablation_sets_adaps_threshold_alone_and_is_named_apart():
+    """--mask-threshold: AdaPS's lambda reaches its sharing spec, nothing else changes, and the
+    runs never share the comparison's name; lambda 0.2 (the default) is the comparison itself."""
+    from rllib_adaps.methods.spec import SharingSpec
+
+    def spec(protocol):
+        return SharingSpec.from_model_config(protocol.algorithm_config().rl_module_spec.model_config)
+
+    papers = Protocol("bps_v1", "adaps", "a2c", 0, 8)
+    ablation = Protocol("bps_v1", "adaps", "a2c", 0, 8, mask_threshold=0.5)
+    assert spec(papers).options.mask_threshold == 0.2 and spec(ablation).options.mask_threshold == 0.5
+    assert ablation.algorithm_config().lr == papers.algorithm_config().lr
+    assert ablation.name == "bps_v1-adaps-a2c+lambda0.5"
+    assert Protocol("bps_v1", "adaps", "a2c", 0, 8, mask_threshold=0.2).name == papers.name == "bps_v1-adaps-a2c"
+
+
 def test_per_agent_final_returns_show_which_agents_a_method_serves(tmp_path):
     """bench/per_agent_returns.py: an agent's final return is the mean of its last 10% of measured
     iterations (NaN ones skipped); unfinished trials are left out, as in the aggregate."""

@@ -40,6 +40,9 @@ def main() -> None:
                             help="A2C with RLlib's PPO loss pieces (standardised advantages, mean over agent rows, Adam eps "
                                  "1e-8, no clipping, torch's init) instead of the reference code's; an ablation, named "
                                  "apart (e.g. bps_v1-adaps-a2c+rllib)")
+    run_parser.add_argument("--mask-threshold", type=float, default=None,
+                            help="AdaPS's lambda (default 0.2, the paper's); an ablation, named apart "
+                                 "(e.g. bps_v1-adaps-a2c+lambda0.5)")
     run_parser.add_argument("--checkpoint-every", type=int, default=20, help="iterations between checkpoints")
     run_parser.add_argument("--address", default=None, help="a Ray cluster (default: a local Ray instance)")
     run_parser.add_argument("--resume", action="store_true")
@@ -63,6 +66,8 @@ def main() -> None:
             parser.error("--rllib-a2c changes A2C's loss")
         if args.plain_loss and args.algorithm != "ppo":
             parser.error("--plain-loss changes PPO's loss; A2C's (a2c_settings) is already plain")
+        if args.mask_threshold is not None and set(args.methods) != {"adaps"}:
+            parser.error("--mask-threshold sets AdaPS's lambda: run it with --methods adaps")
         if not run(args):
             return  # no statistics of a campaign cut short
     for row in aggregate(Path(args.storage), Path(args.out), reps=args.reps, min_seeds=args.min_seeds):

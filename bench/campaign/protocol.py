@@ -83,7 +83,7 @@ class Protocol:
     rollouts (one optimizer step per ``rollout_steps x envs`` env steps, n-step returns over the
     rollout); ``num_epochs`` (PPO only) replaces PPO's 4 passes over each batch; ``plain_loss``
     (PPO only) drops RLlib PPO's KL penalty and value-loss clipping, as ``a2c_settings`` does
-    (the clipped ratio stays)."""
+    (the clipped ratio stays); ``mask_threshold`` (AdaPS only) replaces its lambda of 0.2."""
 
     scenario: str
     method: str
@@ -94,6 +94,7 @@ class Protocol:
     num_epochs: int | None = None
     plain_loss: bool = False
     rllib_a2c: bool = False
+    mask_threshold: float | None = None
     env_steps: int | None = None  # the budget (None: the scenario's); sets where tests fall
 
     @property
@@ -106,7 +107,8 @@ class Protocol:
         """``{scenario}-{method}-{algorithm}``; an A2C whose update is not the papers' (5-step rollouts
         of 8 env copies) says so: ``a2c+50x8`` is 50-step rollouts of 8 copies; so does a PPO with
         other than its 4 epochs per batch, ``ppo+1ep``, or without its KL penalty and value-loss
-        clipping, ``ppo+plain`` (``ppo+1ep+plain``: both). Their runs then never
+        clipping, ``ppo+plain`` (``ppo+1ep+plain``: both); an AdaPS lambda other than 0.2,
+        ``a2c+lambda0.5``. Their runs then never
         share a name, a table row or a Tune staging folder with the campaign's: two drivers that
         start the same experiment name in the same second share Tune's staging folder (named by
         start time and experiment) and copy each other's trials into their storage."""
@@ -122,6 +124,10 @@ class Protocol:
                 algorithm += f"+{self.num_epochs}ep"
             if self.plain_loss:
                 algorithm += "+plain"
+        from rllib_adaps.methods.adaps import AdaPSOptions
+
+        if self.mask_threshold is not None and self.mask_threshold != AdaPSOptions.mask_threshold:
+            algorithm += f"+lambda{self.mask_threshold:g}"
         return f"{self.scenario}-{self.method}-{algorithm}"
 
     def algorithm_config(self):
@@ -154,6 +160,8 @@ class Protocol:
             if self.plain_loss:
                 config = config.training(**PLAIN_LOSS)
         options = dict(PRETRAINING) if self.method in ("adaps", "seps") else {}
+        if self.mask_threshold is not None:
+            options["mask_threshold"] = self.mask_threshold
         config = rllib_adaps.configure_sharing(config, self.method, **options)
         budget = self.env_steps or SCENARIOS[self.scenario]["env_steps"]
         return rllib_adaps.with_test_returns(config, every_env_steps=max(1, budget // TEST_RETURNS["points"]),

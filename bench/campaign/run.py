@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> bool:
         for scenario, method in itertools.product(args.scenarios, args.methods):
             protocol = Protocol(scenario, method, args.algorithm, args.num_env_runners, args.envs_per_runner,
                                 args.rollout_steps, args.num_epochs, args.plain_loss, args.rllib_a2c,
-                                args.env_steps or SCENARIOS[scenario]["env_steps"])
+                                args.mask_threshold, args.env_steps or SCENARIOS[scenario]["env_steps"])
             name = protocol.name
             path = Path(storage) / name
             config = protocol.algorithm_config()
