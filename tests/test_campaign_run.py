@@ -23,6 +23,7 @@ def smoke_args(storage: Path, resume: bool) -> argparse.Namespace:
     return argparse.Namespace(
         scenarios=["bps_v1"], methods=["fups"], seeds="0", algorithm="ppo", env_steps=2000,
         num_env_runners=0, envs_per_runner=8, rollout_steps=None, num_epochs=None, plain_loss=False, rllib_a2c=False,
+        mask_threshold=None,
         checkpoint_every=20, address=None, resume=resume, storage=str(storage),
     )
 
